@@ -1,0 +1,76 @@
+/* cryo checkpoint: save a running process to an image. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "cryo.h"
+
+static const char usage[] =
+	"usage: cryo checkpoint PID [-o FILE] [--leave-running | --kill | --stop] [--no-sync]\n"
+	"\n"
+	"Freeze process PID, write its whole state to FILE (default: PID.cryo) and then:\n"
+	"  --leave-running  let it continue (default, as BLCR did)\n"
+	"  --kill           kill it, once the image is safely on disk\n"
+	"  --stop           leave it stopped (SIGSTOP)\n"
+	"  -o, --output FILE  image path; written to a temporary name, fsynced, renamed\n"
+	"  --no-sync        do not fsync the image (faster, not crash-safe)\n"
+	"  -h, --help       this help\n";
+
+int cmd_checkpoint(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "output", required_argument, NULL, 'o' },
+		{ "leave-running", no_argument, NULL, 'L' },
+		{ "kill", no_argument, NULL, 'K' },
+		{ "stop", no_argument, NULL, 'S' },
+		{ "no-sync", no_argument, NULL, 'N' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	struct cryo_checkpoint_opts opts = { 0 };
+	char defname[64];
+	char *end;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "o:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'o':
+			opts.output = optarg;
+			break;
+		case 'L':
+			opts.after = CRYO_LEAVE_RUNNING;
+			break;
+		case 'K':
+			opts.after = CRYO_KILL;
+			break;
+		case 'S':
+			opts.after = CRYO_STOP;
+			break;
+		case 'N':
+			opts.no_sync = 1;
+			break;
+		case 'h':
+			fputs(usage, stdout);
+			return 0;
+		default:
+			fputs(usage, stderr);
+			return cli_exit_code(CRYO_EUSAGE);
+		}
+	}
+	if (optind != argc - 1) {
+		fputs(usage, stderr);
+		return cli_exit_code(CRYO_EUSAGE);
+	}
+	opts.pid = strtol(argv[optind], &end, 10);
+	if (*end || opts.pid <= 0) {
+		fprintf(stderr, "cryo: checkpoint: '%s' is not a PID\n", argv[optind]);
+		return cli_exit_code(CRYO_EUSAGE);
+	}
+	if (!opts.output) {
+		snprintf(defname, sizeof(defname), "%d.cryo", opts.pid);
+		opts.output = defname;
+	}
+	return cli_exit_code(cryo_checkpoint(&opts));
+}

@@ -1,0 +1,98 @@
+/*
+ * cryo restore: bring a process back from an image with its original PID.
+ * In the foreground (default) cryo stays the restored process's parent,
+ * forwards the usual terminal/control signals to it and exits with its
+ * status, like BLCR's cr_restart.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "cli/cli.h"
+#include "cryo.h"
+
+#define EXIT_SIGNAL_BASE 128
+
+static const char usage[] =
+	"usage: cryo restore FILE [--detach]\n"
+	"\n"
+	"Restore the process saved in FILE with its original PID.\n"
+	"  --detach    print the restored PID and return once it runs; it is\n"
+	"              reparented to init (or the nearest subreaper)\n"
+	"  -h, --help  this help\n"
+	"Without --detach cryo waits for the process, forwards SIGINT, SIGTERM,\n"
+	"SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to it, and exits with its exit status\n"
+	"(or 128+signal).\n";
+
+static volatile pid_t restored_pid;
+static const int forwarded[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
+
+static void forward(int sig)
+{
+	if (restored_pid > 0)
+		kill(restored_pid, sig);
+}
+
+static int wait_restored(pid_t pid)
+{
+	struct sigaction sa;
+	int st;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = forward;
+	sa.sa_flags = SA_RESTART;
+	restored_pid = pid;
+	for (size_t i = 0; i < sizeof(forwarded) / sizeof(forwarded[0]); i++)
+		sigaction(forwarded[i], &sa, NULL);
+	while (waitpid(pid, &st, 0) < 0) {
+		if (errno != EINTR) {
+			perror("cryo: restore: waitpid");
+			return cli_exit_code(CRYO_EINTERNAL);
+		}
+	}
+	if (WIFEXITED(st))
+		return WEXITSTATUS(st);
+	return EXIT_SIGNAL_BASE + WTERMSIG(st);
+}
+
+int cmd_restore(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "detach", no_argument, NULL, 'd' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	struct cryo_restore_opts opts = { 0 };
+	pid_t pid = 0;
+	int c, ret;
+
+	while ((c = getopt_long(argc, argv, "dh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'd':
+			opts.detach = 1;
+			break;
+		case 'h':
+			fputs(usage, stdout);
+			return 0;
+		default:
+			fputs(usage, stderr);
+			return cli_exit_code(CRYO_EUSAGE);
+		}
+	}
+	if (optind != argc - 1) {
+		fputs(usage, stderr);
+		return cli_exit_code(CRYO_EUSAGE);
+	}
+	opts.image = argv[optind];
+	ret = cryo_restore(&opts, &pid);
+	if (ret)
+		return cli_exit_code(ret);
+	if (opts.detach) {
+		printf("%d\n", pid);
+		return 0;
+	}
+	return wait_restored(pid);
+}

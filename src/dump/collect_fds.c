@@ -1,0 +1,272 @@
+/*
+ * Collect the descriptors of the frozen task: path, flags, offset and kind
+ * of each, which fds share one open file description (kcmp), the content of
+ * files deleted while open and of pipes whose both ends are in the image.
+ * A descriptor cryo cannot restore exactly fails the checkpoint, naming it;
+ * only stdin/stdout/stderr that lead outside the image (a terminal, a pipe
+ * or socket to another process) are recorded as "inherited": restore
+ * connects them to the restoring cryo's own stdio, as BLCR's cr_restart did.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kcmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "dump/dump.h"
+#include "util/util.h"
+
+#define STDIO_FDS 3
+#define TTY_MAJOR_PTS 136
+#define TTY_MAJOR_VC 4
+#define TTY_MAJOR_AUX 5
+
+static int is_simple_chardev(const char *path)
+{
+	static const char *const ok[] = { "/dev/null", "/dev/zero", "/dev/full",
+					  "/dev/random", "/dev/urandom" };
+
+	for (size_t i = 0; i < ARRAY_SIZE(ok); i++)
+		if (!strcmp(path, ok[i]))
+			return 1;
+	return 0;
+}
+
+static int add_blob(struct dump_ctx *c, struct cryo_img_fd *f, int src_fd, uint64_t len,
+		    uint8_t *data)
+{
+	struct fd_blob *b = realloc(c->blobs, (c->nr_blobs + 1) * sizeof(*b));
+
+	if (!b)
+		return CRYO_EINTERNAL;
+	c->blobs = b;
+	b[c->nr_blobs].id = c->nr_blobs + 1;
+	b[c->nr_blobs].src_fd = src_fd;
+	b[c->nr_blobs].len = len;
+	b[c->nr_blobs].data = data;
+	f->blob_id = b[c->nr_blobs].id;
+	c->nr_blobs++;
+	return 0;
+}
+
+/* Copy what sits in a pipe without consuming it: tee() into a private pipe. */
+static int read_pipe_data(struct dump_ctx *c, int fd, struct cryo_img_fd *f)
+{
+	char path[64];
+	int src, tmp[2] = { -1, -1 }, ret = 0;
+	uint8_t *data = NULL;
+	ssize_t n = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", c->pid, fd);
+	src = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (src < 0)
+		return cryo_fail(CRYO_EINTERNAL, "process %d: fd %d: open %s: %s", c->pid, fd, path,
+				 strerror(errno));
+	f->pipe_size = fcntl(src, F_GETPIPE_SZ);
+	if (pipe2(tmp, O_CLOEXEC | O_NONBLOCK) ||
+	    fcntl(tmp[1], F_SETPIPE_SZ, f->pipe_size) < (int)f->pipe_size) {
+		ret = cryo_fail(CRYO_EINTERNAL, "process %d: fd %d: cannot make a pipe to copy "
+				"its data: %s", c->pid, fd, strerror(errno));
+		goto out;
+	}
+	n = tee(src, tmp[1], f->pipe_size, SPLICE_F_NONBLOCK);
+	if (n < 0 && errno != EAGAIN) {
+		ret = cryo_fail(CRYO_EINTERNAL, "process %d: fd %d: tee: %s", c->pid, fd,
+				strerror(errno));
+		goto out;
+	}
+	if (n > 0) {
+		data = malloc(n);
+		if (!data || read(tmp[0], data, n) != n) {
+			ret = cryo_fail(CRYO_EINTERNAL, "process %d: fd %d: reading pipe copy", c->pid,
+					fd);
+			free(data);
+			goto out;
+		}
+		ret = add_blob(c, f, -1, n, data);
+	}
+out:
+	close(src);
+	if (tmp[0] >= 0)
+		close(tmp[0]);
+	if (tmp[1] >= 0)
+		close(tmp[1]);
+	return ret;
+}
+
+static int find_dup(struct dump_ctx *c, int idx, const struct stat *sb, struct stat *sbs)
+{
+	for (int j = 0; j < idx; j++) {
+		if (sbs[j].st_dev != sb->st_dev || sbs[j].st_ino != sb->st_ino)
+			continue;
+		if (syscall(SYS_kcmp, c->pid, c->pid, KCMP_FILE, c->fds[idx].fd, c->fds[j].fd) == 0)
+			return j;
+	}
+	return -1;
+}
+
+static int unsupported(struct dump_ctx *c, int fd, const char *kind, const char *path)
+{
+	return cryo_fail(CRYO_EUNSUPP, "process %d: fd %d (%s) is a %s: not supported yet",
+			 c->pid, fd, path, kind);
+}
+
+static int classify_fd(struct dump_ctx *c, int idx, struct stat *sbs, const char *path)
+{
+	struct cryo_img_fd *f = &c->fds[idx];
+	const struct stat *sb = &sbs[idx];
+	int fd = f->fd;
+	size_t plen = strlen(path);
+	int deleted = plen > 10 && !strcmp(path + plen - 10, " (deleted)");
+
+	if (S_ISREG(sb->st_mode)) {
+		if (path[0] != '/')
+			return unsupported(c, fd, "special file", path);
+		if (deleted) {
+			char p[64];
+			int src;
+
+			snprintf(p, sizeof(p), "/proc/%d/fd/%d", c->pid, fd);
+			src = open(p, O_RDONLY | O_CLOEXEC);
+			if (src < 0)
+				return cryo_fail(CRYO_EINTERNAL, "process %d: fd %d (%s): %s", c->pid,
+						 fd, path, strerror(errno));
+			f->kind = CRYO_FD_DELETED;
+			return add_blob(c, f, src, sb->st_size, NULL);
+		}
+		f->kind = CRYO_FD_REG;
+		return 0;
+	}
+	if (S_ISDIR(sb->st_mode)) {
+		if (path[0] != '/' || deleted)
+			return unsupported(c, fd, "deleted directory", path);
+		f->kind = CRYO_FD_DIR;
+		return 0;
+	}
+	if (S_ISCHR(sb->st_mode)) {
+		unsigned maj = major(sb->st_rdev);
+		if (is_simple_chardev(path)) {
+			f->kind = CRYO_FD_CHR;
+			return 0;
+		}
+		if (maj == TTY_MAJOR_PTS || maj == TTY_MAJOR_VC || maj == TTY_MAJOR_AUX) {
+			if (fd < STDIO_FDS) {
+				f->kind = CRYO_FD_INHERIT;
+				return 0;
+			}
+			return unsupported(c, fd, "terminal (not on stdin/stdout/stderr)", path);
+		}
+		return unsupported(c, fd, "character device", path);
+	}
+	if (S_ISFIFO(sb->st_mode)) {
+		int have_read = 0, have_write = 0;
+
+		for (int j = 0; j < c->nr_fds; j++) {
+			if (sbs[j].st_ino != sb->st_ino || sbs[j].st_dev != sb->st_dev)
+				continue;
+			if ((c->fds[j].flags & O_ACCMODE) == O_RDONLY)
+				have_read = 1;
+			else
+				have_write = 1;
+		}
+		if (!strncmp(path, "pipe:", 5) && have_read && have_write) {
+			f->kind = CRYO_FD_PIPE;
+			f->pipe_ino = sb->st_ino;
+			/* the first read end of a pipe carries its buffered data */
+			for (int j = 0; j < idx; j++)
+				if (c->fds[j].kind == CRYO_FD_PIPE && c->fds[j].pipe_ino == sb->st_ino &&
+				    (c->fds[j].flags & O_ACCMODE) == O_RDONLY)
+					return 0;
+			if ((f->flags & O_ACCMODE) == O_RDONLY)
+				return read_pipe_data(c, fd, f);
+			return 0;
+		}
+		if (fd < STDIO_FDS) {
+			f->kind = CRYO_FD_INHERIT;
+			return 0;
+		}
+		if (path[0] == '/')
+			return unsupported(c, fd, "named FIFO", path);
+		return cryo_fail(CRYO_EUNSUPP, "process %d: fd %d (%s) is a pipe whose other end is "
+				 "outside the checkpoint", c->pid, fd, path);
+	}
+	if (S_ISSOCK(sb->st_mode)) {
+		if (fd < STDIO_FDS) {
+			f->kind = CRYO_FD_INHERIT;
+			return 0;
+		}
+		return unsupported(c, fd, "socket", path);
+	}
+	return unsupported(c, fd, "special descriptor", path);
+}
+
+int collect_fds(struct dump_ctx *c)
+{
+	int *fds = NULL, nr = 0, ret;
+	struct stat *sbs = NULL;
+
+	ret = proc_list_fds(c->pid, &fds, &nr);
+	if (ret)
+		return cryo_fail(CRYO_EINTERNAL, "process %d: listing fds: %s", c->pid,
+				 strerror(-ret));
+	c->fds = xzalloc(nr * sizeof(*c->fds));
+	sbs = xzalloc(nr * sizeof(*sbs));
+	if (!c->fds || !sbs) {
+		ret = CRYO_EINTERNAL;
+		goto out;
+	}
+	c->nr_fds = nr;
+	/* first pass: identity, flags and offsets of all, so pipes can see both ends */
+	for (int i = 0; i < nr; i++) {
+		struct cryo_img_fd *f = &c->fds[i];
+		struct proc_fdinfo fi;
+		char link[64], path[PATH_MAX];
+		ssize_t n;
+
+		f->pid = c->pid;
+		f->fd = fds[i];
+		f->dup_of = -1;
+		snprintf(link, sizeof(link), "/proc/%d/fd/%d", c->pid, fds[i]);
+		n = readlink(link, path, sizeof(path) - 1);
+		if (n < 0 || stat(link, &sbs[i]) || proc_read_fdinfo(c->pid, fds[i], &fi)) {
+			ret = cryo_fail(CRYO_EINTERNAL, "process %d: fd %d: %s", c->pid, fds[i],
+					strerror(errno));
+			goto out;
+		}
+		path[n] = 0;
+		f->path = strtab_add(&c->strings, path);
+		if (f->path == (cryo_str_t)-1) {
+			ret = CRYO_EINTERNAL;
+			goto out;
+		}
+		f->flags = fi.flags;
+		f->pos = fi.pos;
+		f->mode = sbs[i].st_mode;
+		f->size = sbs[i].st_size;
+		f->mtime_ns = sbs[i].st_mtim.tv_sec * 1000000000ull + sbs[i].st_mtim.tv_nsec;
+		f->rdev_major = major(sbs[i].st_rdev);
+		f->rdev_minor = minor(sbs[i].st_rdev);
+	}
+	for (int i = 0; i < nr; i++) {
+		struct cryo_img_fd *f = &c->fds[i];
+		int dup = find_dup(c, i, &sbs[i], sbs);
+
+		if (dup >= 0) {
+			f->kind = CRYO_FD_DUP;
+			f->dup_of = c->fds[dup].fd;
+			continue;
+		}
+		ret = classify_fd(c, i, sbs, c->strings.data + f->path);
+		if (ret)
+			goto out;
+	}
+out:
+	free(fds);
+	free(sbs);
+	return ret;
+}

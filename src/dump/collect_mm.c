@@ -1,0 +1,319 @@
+/*
+ * Classify every memory area of the frozen task and decide, page by page,
+ * what goes into the image (pagemap): private anonymous pages that are
+ * present or swapped (except the kernel's shared zero page), the
+ * copy-on-write pages of private file mappings, and the data of shared
+ * anonymous memory. Shared file mappings and unmodified file pages are kept
+ * by reference; the kernel's own areas ([vdso], [vvar]...) never.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "dump/dump.h"
+#include "util/util.h"
+
+#define PM_PRESENT (1ull << 63)
+#define PM_SWAPPED (1ull << 62)
+#define PM_FILE (1ull << 61)
+#define PM_PFN_MASK ((1ull << 55) - 1)
+#define PAGEMAP_BATCH_PAGES 8192
+
+static const char *const deleted_suffix = " (deleted)";
+
+static int ends_with(const char *s, const char *suffix)
+{
+	size_t a = strlen(s), b = strlen(suffix);
+
+	return a >= b && !strcmp(s + a - b, suffix);
+}
+
+/* The PFN of the zero page, read from our own pagemap (0 if hidden). */
+static uint64_t find_zero_pfn(void)
+{
+	volatile char *p = mmap(NULL, PAGE_SIZE_BYTES, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS,
+				-1, 0);
+	uint64_t entry = 0;
+	int fd;
+
+	if (p == MAP_FAILED)
+		return 0;
+	(void)p[0];	/* a read fault maps the shared zero page */
+	fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		if (pread(fd, &entry, sizeof(entry), (uintptr_t)p / PAGE_SIZE_BYTES * 8) != 8)
+			entry = 0;
+		close(fd);
+	}
+	munmap((void *)p, PAGE_SIZE_BYTES);
+	return (entry & PM_PRESENT) ? (entry & PM_PFN_MASK) : 0;
+}
+
+static int runs_add(struct page_runs *r, uint64_t vaddr)
+{
+	if (r->nr && r->runs[r->nr - 1].vaddr + r->runs[r->nr - 1].nr_pages * PAGE_SIZE_BYTES ==
+			     vaddr) {
+		r->runs[r->nr - 1].nr_pages++;
+		return 0;
+	}
+	if (r->nr == r->cap) {
+		uint32_t cap = r->cap ? r->cap * 2 : 16;
+		struct cryo_img_page_run *p = realloc(r->runs, cap * sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+		r->runs = p;
+		r->cap = cap;
+	}
+	r->runs[r->nr].vaddr = vaddr;
+	r->runs[r->nr].nr_pages = 1;
+	r->nr++;
+	return 0;
+}
+
+static int scan_pagemap(struct dump_ctx *c, int pagemap_fd, const struct cryo_img_vma *v,
+			struct page_runs *runs)
+{
+	static uint64_t entries[PAGEMAP_BATCH_PAGES];
+	int file_private = v->kind == CRYO_VMA_FILE_PRIVATE;
+
+	for (uint64_t addr = v->start; addr < v->end;) {
+		uint64_t n = (v->end - addr) / PAGE_SIZE_BYTES;
+		if (n > PAGEMAP_BATCH_PAGES)
+			n = PAGEMAP_BATCH_PAGES;
+		int ret = pread_full(pagemap_fd, entries, n * 8, addr / PAGE_SIZE_BYTES * 8);
+		if (ret)
+			return cryo_fail(CRYO_EINTERNAL, "process %d: reading pagemap at %#lx: %s",
+					 c->pid, (unsigned long)addr, strerror(-ret));
+		for (uint64_t i = 0; i < n; i++, addr += PAGE_SIZE_BYTES) {
+			uint64_t e = entries[i];
+			int dump;
+
+			if (e & PM_SWAPPED)
+				dump = 1;
+			else if (!(e & PM_PRESENT))
+				dump = 0;
+			else if (file_private && (e & PM_FILE))
+				dump = 0;	/* still the file's own page */
+			else
+				dump = !(c->zero_pfn && (e & PM_PFN_MASK) == c->zero_pfn);
+			if (dump && runs_add(runs, addr))
+				return CRYO_EINTERNAL;
+		}
+	}
+	return 0;
+}
+
+/* Shared anonymous memory: the data lives in a shmem file; skip its holes. */
+static int scan_shmem(struct dump_ctx *c, int vma_index, struct page_runs *runs)
+{
+	const struct cryo_img_vma *v = &c->img_vmas[vma_index];
+	char path[96];
+	int fd;
+	off_t off = v->pgoff, end = v->pgoff + (v->end - v->start);
+
+	snprintf(path, sizeof(path), "/proc/%d/map_files/%lx-%lx", c->pid,
+		 (unsigned long)v->start, (unsigned long)v->end);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return cryo_fail(CRYO_EINTERNAL, "process %d: memory area %lx-%lx: open %s: %s",
+				 c->pid, (unsigned long)v->start, (unsigned long)v->end, path,
+				 strerror(errno));
+	while (off < end) {
+		off_t data = lseek(fd, off, SEEK_DATA);
+		if (data < 0 || data >= end)
+			break;
+		off_t hole = lseek(fd, data, SEEK_HOLE);
+		if (hole < 0 || hole > end)
+			hole = end;
+		for (off_t p = data & ~(off_t)(PAGE_SIZE_BYTES - 1); p < hole; p += PAGE_SIZE_BYTES)
+			if (runs_add(runs, v->start + (p - v->pgoff))) {
+				close(fd);
+				return CRYO_EINTERNAL;
+			}
+		off = hole;
+	}
+	/* keep the fd: pages.c reads the data through it */
+	c->vma_src_fds[vma_index] = fd;
+	return 0;
+}
+
+static unsigned translate_flags(unsigned vmf)
+{
+	unsigned f = 0;
+
+	if (vmf & VMF_GROWSDOWN)
+		f |= CRYO_VMA_GROWSDOWN;
+	if (vmf & VMF_DONTCOPY)
+		f |= CRYO_VMA_DONTFORK;
+	if (vmf & VMF_DONTDUMP)
+		f |= CRYO_VMA_DONTDUMP;
+	if (vmf & VMF_HUGEPAGE)
+		f |= CRYO_VMA_HUGEPAGE;
+	if (vmf & VMF_NOHUGEPAGE)
+		f |= CRYO_VMA_NOHUGEPAGE;
+	if (vmf & VMF_WIPEONFORK)
+		f |= CRYO_VMA_WIPEONFORK;
+	if (vmf & VMF_LOCKED)
+		f |= CRYO_VMA_LOCKED;
+	if (vmf & VMF_SEQ_READ)
+		f |= CRYO_VMA_SEQ_READ;
+	if (vmf & VMF_RAND_READ)
+		f |= CRYO_VMA_RAND_READ;
+	if (vmf & VMF_MERGEABLE)
+		f |= CRYO_VMA_MERGEABLE;
+	if (vmf & VMF_MAYWRITE)
+		f |= CRYO_VMA_MAYWRITE;
+	if (vmf & VMF_NORESERVE)
+		f |= CRYO_VMA_NORESERVE;
+	return f;
+}
+
+static int classify_file(struct dump_ctx *c, const struct proc_vma *pv, struct cryo_img_vma *v)
+{
+	char link[96];
+	struct stat mapped, named;
+
+	snprintf(link, sizeof(link), "/proc/%d/map_files/%lx-%lx", c->pid,
+		 (unsigned long)pv->start, (unsigned long)pv->end);
+	if (stat(link, &mapped))
+		return cryo_fail(CRYO_EINTERNAL, "process %d: memory area %lx-%lx (%s): %s: %s",
+				 c->pid, (unsigned long)pv->start, (unsigned long)pv->end,
+				 pv->path, link, strerror(errno));
+	if (stat(pv->path, &named) || named.st_dev != mapped.st_dev ||
+	    named.st_ino != mapped.st_ino)
+		return cryo_fail(CRYO_EUNSUPP,
+				 "process %d: memory area %lx-%lx maps %s, but that path now names "
+				 "another file (replaced on disk)", c->pid,
+				 (unsigned long)pv->start, (unsigned long)pv->end, pv->path);
+	if (!S_ISREG(mapped.st_mode) && !S_ISCHR(mapped.st_mode))
+		return cryo_fail(CRYO_EUNSUPP, "process %d: memory area %lx-%lx maps %s: "
+				 "not a regular file", c->pid, (unsigned long)pv->start,
+				 (unsigned long)pv->end, pv->path);
+	if (S_ISCHR(mapped.st_mode) && strcmp(pv->path, "/dev/zero"))
+		return cryo_fail(CRYO_EUNSUPP, "process %d: memory area %lx-%lx maps device %s: "
+				 "not supported", c->pid, (unsigned long)pv->start,
+				 (unsigned long)pv->end, pv->path);
+	v->kind = pv->shared ? CRYO_VMA_FILE_SHARED : CRYO_VMA_FILE_PRIVATE;
+	v->ino = mapped.st_ino;
+	v->file_size = S_ISREG(mapped.st_mode) ? mapped.st_size : 0;
+	v->file_mtime_ns = S_ISREG(mapped.st_mode) ?
+		mapped.st_mtim.tv_sec * 1000000000ull + mapped.st_mtim.tv_nsec : 0;
+	v->open_flags = (pv->shared && (pv->vmflags & VMF_MAYWRITE)) ? O_RDWR : O_RDONLY;
+	return 0;
+}
+
+static int classify(struct dump_ctx *c, const struct proc_vma *pv, struct cryo_img_vma *v)
+{
+	const char *p = pv->path;
+	const char *what = NULL;
+
+	memset(v, 0, sizeof(*v));
+	v->start = pv->start;
+	v->end = pv->end;
+	v->pgoff = pv->pgoff;
+	v->prot = pv->prot;
+	v->dev_major = pv->dev_major;
+	v->dev_minor = pv->dev_minor;
+	v->ino = pv->ino;
+	v->flags = translate_flags(pv->vmflags);
+	v->name = strtab_add(&c->strings, p);
+	if (v->name == (cryo_str_t)-1)
+		return CRYO_EINTERNAL;
+
+	if (pv->vmflags & VMF_HUGETLB)
+		what = "hugetlbfs memory";
+	else if (pv->vmflags & VMF_IO)
+		what = "device (I/O) memory";
+	else if (pv->vmflags & VMF_UFFD)
+		what = "memory registered with userfaultfd";
+	else if (pv->vmflags & VMF_SEALED)
+		what = "sealed memory (mseal)";
+	if (what)
+		return cryo_fail(CRYO_EUNSUPP, "process %d: memory area %lx-%lx (%s) is %s: not "
+				 "supported", c->pid, (unsigned long)pv->start,
+				 (unsigned long)pv->end, p[0] ? p : "anonymous", what);
+
+	if (!strcmp(p, "[vdso]"))
+		v->kind = CRYO_VMA_VDSO;
+	else if (!strcmp(p, "[vvar]"))
+		v->kind = CRYO_VMA_VVAR;
+	else if (!strcmp(p, "[vvar_vclock]"))
+		v->kind = CRYO_VMA_VVAR_VCLOCK;
+	else if (!strcmp(p, "[vsyscall]"))
+		v->kind = CRYO_VMA_VSYSCALL;
+	else if (!strcmp(p, "[heap]")) {
+		v->kind = CRYO_VMA_ANON_PRIVATE;
+		v->flags |= CRYO_VMA_HEAP;
+	} else if (!strcmp(p, "[stack]")) {
+		v->kind = CRYO_VMA_ANON_PRIVATE;
+		v->flags |= CRYO_VMA_STACK;
+	} else if (!p[0] || !strncmp(p, "[anon:", 6)) {
+		v->kind = pv->shared ? CRYO_VMA_ANON_SHARED : CRYO_VMA_ANON_PRIVATE;
+	} else if (!strncmp(p, "[anon_shmem:", 12) ||
+		   (pv->shared && !strcmp(p, "/dev/zero (deleted)"))) {
+		v->kind = CRYO_VMA_ANON_SHARED;
+	} else if (p[0] == '/' && ends_with(p, deleted_suffix)) {
+		return cryo_fail(CRYO_EUNSUPP,
+				 "process %d: memory area %lx-%lx maps %s: mapped deleted files, "
+				 "memfd and SysV shared memory are not supported yet", c->pid,
+				 (unsigned long)pv->start, (unsigned long)pv->end, p);
+	} else if (p[0] == '/') {
+		return classify_file(c, pv, v);
+	} else {
+		return cryo_fail(CRYO_EUNSUPP, "process %d: memory area %lx-%lx (%s): unknown kind",
+				 c->pid, (unsigned long)pv->start, (unsigned long)pv->end, p);
+	}
+	return 0;
+}
+
+int collect_mm(struct dump_ctx *c)
+{
+	char path[64];
+	int pagemap_fd, ret;
+
+	ret = proc_read_vmas(c->pid, &c->vmas, &c->nr_vmas);
+	if (ret)
+		return cryo_fail(CRYO_EINTERNAL, "process %d: reading smaps: %s", c->pid,
+				 strerror(-ret));
+	c->img_vmas = xzalloc(c->nr_vmas * sizeof(*c->img_vmas));
+	c->runs = xzalloc(c->nr_vmas * sizeof(*c->runs));
+	c->vma_src_fds = malloc(c->nr_vmas * sizeof(int));
+	if (!c->img_vmas || !c->runs || !c->vma_src_fds)
+		return CRYO_EINTERNAL;
+	for (int i = 0; i < c->nr_vmas; i++)
+		c->vma_src_fds[i] = -1;
+	c->zero_pfn = find_zero_pfn();
+
+	snprintf(path, sizeof(path), "/proc/%d/pagemap", c->pid);
+	pagemap_fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (pagemap_fd < 0)
+		return cryo_fail(CRYO_EINTERNAL, "process %d: open %s: %s", c->pid, path,
+				 strerror(errno));
+	for (int i = 0; i < c->nr_vmas && !ret; i++) {
+		struct cryo_img_vma *v = &c->img_vmas[i];
+
+		ret = classify(c, &c->vmas[i], v);
+		if (ret)
+			break;
+		switch (v->kind) {
+		case CRYO_VMA_ANON_PRIVATE:
+		case CRYO_VMA_FILE_PRIVATE:
+			ret = scan_pagemap(c, pagemap_fd, v, &c->runs[i]);
+			break;
+		case CRYO_VMA_ANON_SHARED:
+			ret = scan_shmem(c, i, &c->runs[i]);
+			break;
+		default:
+			break;
+		}
+		for (uint32_t r = 0; r < c->runs[i].nr; r++)
+			v->nr_pages_dumped += c->runs[i].runs[r].nr_pages;
+	}
+	close(pagemap_fd);
+	return ret;
+}

@@ -1,0 +1,427 @@
+/*
+ * Collect the per-process and per-thread state of a frozen task: IDs,
+ * credentials, limits, mm bounds, registers, signal state, timers and prctl
+ * knobs. What /proc and ptrace cannot tell (sigactions, itimers, brk, the
+ * sigaltstack, several prctl values) is asked by syscalls run inside the
+ * task (kernel/ptrace.c injection).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/prctl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "dump/dump.h"
+#include "util/util.h"
+
+#define CRYO_PTRACE_GET_RSEQ_CONFIGURATION 0x420f
+struct cryo_rseq_configuration {
+	uint64_t rseq_abi_pointer;
+	uint32_t rseq_abi_size;
+	uint32_t signature;
+	uint32_t flags;
+	uint32_t pad;
+};
+
+static int inject_value(struct dump_ctx *c, long nr, uint64_t a1, uint64_t a2, uint64_t a3,
+			int64_t *out, const char *what)
+{
+	int ret = inject_syscall(&c->task, nr, a1, a2, a3, 0, 0, 0, out);
+
+	if (ret)
+		return ret;
+	if (*out < 0 && *out > -4096)
+		return cryo_fail(CRYO_EINTERNAL, "process %d: %s failed inside the task: %s",
+				 c->pid, what, strerror((int)-*out));
+	return 0;
+}
+
+/* Run a syscall whose result is written to scratch memory, then copy it out. */
+static int inject_out(struct dump_ctx *c, long nr, uint64_t a1, uint64_t a2_is_scratch,
+		      uint64_t a3, void *out, size_t len, const char *what)
+{
+	int64_t r;
+	uint64_t scratch = c->task.scratch;
+	int ret;
+
+	/* a2_is_scratch selects which argument points at the scratch buffer */
+	if (a2_is_scratch)
+		ret = inject_value(c, nr, a1, scratch, a3, &r, what);
+	else
+		ret = inject_value(c, nr, a1, a3, scratch, &r, what);
+	if (ret)
+		return ret;
+	ret = inject_read(&c->task, 0, out, len);
+	if (ret)
+		return cryo_fail(CRYO_EINTERNAL, "process %d: reading result of %s: %s", c->pid,
+				 what, strerror(-ret));
+	return 0;
+}
+
+static int collect_sigactions(struct dump_ctx *c)
+{
+	for (int sig = 1; sig <= CRYO_NSIG; sig++) {
+		struct cryo_img_sigaction *sa = &c->img_task.sigactions[sig - 1];
+		char what[48];
+		int64_t r;
+		int ret;
+
+		snprintf(what, sizeof(what), "rt_sigaction(%d)", sig);
+		ret = inject_value(c, __NR_rt_sigaction, sig, 0, c->task.scratch, &r, what);
+		if (!ret)
+			ret = inject_read(&c->task, 0, sa, sizeof(*sa)) ? CRYO_EINTERNAL : 0;
+		(void)r;
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+static int collect_injected(struct dump_ctx *c)
+{
+	struct cryo_img_task *t = &c->img_task;
+	struct cryo_img_thread *th = &c->img_thread;
+	int64_t r;
+	int ret, val;
+	struct {
+		uint64_t sp;
+		int32_t flags;
+		int32_t pad;
+		uint64_t size;
+	} ss;
+
+	ret = inject_prepare(&c->task);
+	if (ret)
+		return ret;
+	ret = collect_sigactions(c);
+	if (ret)
+		return ret;
+	for (int which = 0; which < 3; which++) {
+		struct itimerval itv;
+
+		ret = inject_out(c, __NR_getitimer, which, 1, 0, &itv, sizeof(itv), "getitimer");
+		if (ret)
+			return ret;
+		t->itimers[which].interval_sec = itv.it_interval.tv_sec;
+		t->itimers[which].interval_usec = itv.it_interval.tv_usec;
+		t->itimers[which].value_sec = itv.it_value.tv_sec;
+		t->itimers[which].value_usec = itv.it_value.tv_usec;
+	}
+	ret = inject_out(c, __NR_sigaltstack, 0, 1, 0, &ss, sizeof(ss), "sigaltstack");
+	if (ret)
+		return ret;
+	th->sas_sp = ss.sp;
+	th->sas_flags = ss.flags;
+	th->sas_size = ss.size;
+
+	ret = inject_value(c, __NR_brk, 0, 0, 0, &r, "brk");
+	if (ret)
+		return ret;
+	t->brk = r;
+	ret = inject_out(c, __NR_prctl, PR_GET_PDEATHSIG, 1, 0, &val, sizeof(val),
+			 "prctl(PR_GET_PDEATHSIG)");
+	if (ret)
+		return ret;
+	t->pdeathsig = val;
+	ret = inject_out(c, __NR_prctl, PR_GET_CHILD_SUBREAPER, 1, 0, &val, sizeof(val),
+			 "prctl(PR_GET_CHILD_SUBREAPER)");
+	if (ret)
+		return ret;
+	t->child_subreaper = val;
+	ret = inject_out(c, __NR_prctl, PR_GET_TID_ADDRESS, 1, 0, &th->clear_child_tid,
+			 sizeof(th->clear_child_tid), "prctl(PR_GET_TID_ADDRESS)");
+	if (ret)
+		return ret;
+	ret = inject_value(c, __NR_prctl, PR_GET_DUMPABLE, 0, 0, &r, "prctl(PR_GET_DUMPABLE)");
+	if (ret)
+		return ret;
+	t->dumpable = r;
+	ret = inject_value(c, __NR_prctl, PR_GET_TIMERSLACK, 0, 0, &r, "prctl(PR_GET_TIMERSLACK)");
+	if (ret)
+		return ret;
+	t->timerslack_ns = r;
+	ret = inject_value(c, __NR_prctl, PR_GET_THP_DISABLE, 0, 0, &r,
+			   "prctl(PR_GET_THP_DISABLE)");
+	if (ret)
+		return ret;
+	t->thp_disable = r;
+	ret = inject_value(c, __NR_prctl, PR_GET_SECUREBITS, 0, 0, &r, "prctl(PR_GET_SECUREBITS)");
+	if (ret)
+		return ret;
+	t->securebits = r;
+	return 0;
+}
+
+static int collect_signals(struct dump_ctx *c)
+{
+	struct cryo_img_thread *th = &c->img_thread;
+	int ret;
+
+	if (ptrace(PTRACE_GETSIGMASK, c->pid, sizeof(uint64_t), &th->sigmask) < 0)
+		return cryo_fail(CRYO_EINTERNAL, "task %d: PTRACE_GETSIGMASK: %s", c->pid,
+				 strerror(errno));
+	/* Signals the task dequeued while being frozen were at the head of its queue. */
+	for (int i = 0; i < c->task.nr_dequeued; i++) {
+		struct cryo_img_siginfo *s = realloc(c->sigs, (c->nr_sigs + 1) * sizeof(*s));
+		if (!s)
+			return CRYO_EINTERNAL;
+		c->sigs = s;
+		s[c->nr_sigs].tid = c->pid;
+		s[c->nr_sigs].pid = c->pid;
+		memcpy(s[c->nr_sigs].info, &c->task.dequeued[i], sizeof(siginfo_t));
+		c->nr_sigs++;
+	}
+	for (int shared = 0; shared < 2; shared++) {
+		struct __ptrace_peeksiginfo_args args = {
+			.off = 0, .flags = shared ? PTRACE_PEEKSIGINFO_SHARED : 0, .nr = 16,
+		};
+		siginfo_t si[16];
+
+		for (;;) {
+			long n = ptrace(PTRACE_PEEKSIGINFO, c->pid, &args, si);
+			if (n < 0) {
+				ret = cryo_fail(CRYO_EINTERNAL, "task %d: PTRACE_PEEKSIGINFO: %s",
+						c->pid, strerror(errno));
+				return ret;
+			}
+			if (n == 0)
+				break;
+			struct cryo_img_siginfo *s = realloc(c->sigs, (c->nr_sigs + n) * sizeof(*s));
+			if (!s)
+				return CRYO_EINTERNAL;
+			c->sigs = s;
+			for (long i = 0; i < n; i++) {
+				s[c->nr_sigs].tid = shared ? 0 : c->pid;
+				s[c->nr_sigs].pid = c->pid;
+				memcpy(s[c->nr_sigs].info, &si[i], sizeof(siginfo_t));
+				c->nr_sigs++;
+			}
+			args.off += n;
+		}
+	}
+	return 0;
+}
+
+static int collect_thread(struct dump_ctx *c)
+{
+	struct cryo_img_thread *th = &c->img_thread;
+	struct cryo_rseq_configuration rseq;
+	long robust_len = 0;
+	void *robust_head = NULL;
+
+	th->tid = c->pid;
+	th->pid = c->pid;
+	_Static_assert(sizeof(c->task.regs) == sizeof(th->regs), "user_regs_struct layout");
+	memcpy(th->regs, &c->task.regs, sizeof(th->regs));
+	th->xstate_offset = 0;
+	th->xstate_size = c->task.xstate_size;
+	memset(&rseq, 0, sizeof(rseq));
+	if (ptrace(CRYO_PTRACE_GET_RSEQ_CONFIGURATION, c->pid, sizeof(rseq), &rseq) < 0 &&
+	    errno != EIO && errno != EINVAL)
+		return cryo_fail(CRYO_EINTERNAL, "task %d: PTRACE_GET_RSEQ_CONFIGURATION: %s",
+				 c->pid, strerror(errno));
+	th->rseq_ptr = rseq.rseq_abi_pointer;
+	th->rseq_len = rseq.rseq_abi_size;
+	th->rseq_sig = rseq.signature;
+	if (syscall(SYS_get_robust_list, c->pid, &robust_head, &robust_len) == 0) {
+		th->robust_list = (uint64_t)robust_head;
+		th->robust_list_len = robust_len;
+	}
+	memcpy(th->comm, c->img_task.comm, sizeof(th->comm));
+	return 0;
+}
+
+static int readlink_str(struct dump_ctx *c, const char *what, cryo_str_t *out)
+{
+	char path[64], target[PATH_MAX];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/%s", c->pid, what);
+	n = readlink(path, target, sizeof(target) - 1);
+	if (n < 0)
+		return cryo_fail(CRYO_EINTERNAL, "process %d: readlink %s: %s", c->pid, path,
+				 strerror(errno));
+	target[n] = 0;
+	*out = strtab_add(&c->strings, target);
+	return *out == (cryo_str_t)-1 ? CRYO_EINTERNAL : 0;
+}
+
+/* The target must live in cryo's own namespaces: we restore into them. */
+static int check_namespaces(struct dump_ctx *c)
+{
+	static const char *const kinds[] = { "pid", "mnt", "net", "ipc", "uts", "user",
+					     "cgroup", "time" };
+
+	for (size_t i = 0; i < ARRAY_SIZE(kinds); i++) {
+		char a[64], b[64];
+		struct stat sa, sb;
+
+		snprintf(a, sizeof(a), "/proc/self/ns/%s", kinds[i]);
+		snprintf(b, sizeof(b), "/proc/%d/ns/%s", c->pid, kinds[i]);
+		if (stat(a, &sa) || stat(b, &sb))
+			continue;
+		if (sa.st_ino != sb.st_ino || sa.st_dev != sb.st_dev)
+			return cryo_fail(CRYO_EUNSUPP,
+					 "process %d lives in another %s namespace than cryo: "
+					 "namespaces are not supported yet", c->pid, kinds[i]);
+	}
+	return 0;
+}
+
+static int check_unsupported(struct dump_ctx *c, const struct proc_status *ps)
+{
+	struct buf b = { 0 };
+	int ret = 0;
+
+	if (ps->threads != 1)
+		return cryo_fail(CRYO_EUNSUPP,
+				 "process %d has %d threads: multi-threaded processes are not "
+				 "supported yet", c->pid, ps->threads);
+	if (ps->seccomp)
+		return cryo_fail(CRYO_EUNSUPP, "process %d uses seccomp (mode %d): not supported yet",
+				 c->pid, ps->seccomp);
+	if (ps->groups_truncated)
+		return cryo_fail(CRYO_EUNSUPP, "process %d has more than %d supplementary groups",
+				 c->pid, CRYO_MAX_GROUPS);
+	if (read_proc(&b, "/proc/%d/task/%d/children", c->pid, c->pid) == 0 && b.len > 0) {
+		ret = cryo_fail(CRYO_EUNSUPP,
+				"process %d has child processes (%.*s): process trees are not "
+				"supported yet", c->pid, (int)strcspn(b.data, "\n"), b.data);
+		goto out;
+	}
+	if (read_proc(&b, "/proc/%d/timers", c->pid) == 0 && b.len > 0) {
+		ret = cryo_fail(CRYO_EUNSUPP, "process %d has POSIX timers (timer_create): not "
+				"supported yet", c->pid);
+		goto out;
+	}
+	ret = check_namespaces(c);
+out:
+	buf_free(&b);
+	return ret;
+}
+
+static int collect_ids_and_creds(struct dump_ctx *c)
+{
+	struct cryo_img_task *t = &c->img_task;
+	struct proc_status ps;
+	struct proc_stat st;
+	struct buf b = { 0 };
+	int ret;
+
+	ret = proc_read_status(c->pid, &ps);
+	if (!ret)
+		ret = proc_read_stat(c->pid, 0, &st);
+	if (ret)
+		return cryo_fail(CRYO_ENOPROC, "process %d: reading /proc: %s", c->pid,
+				 strerror(-ret));
+	ret = check_unsupported(c, &ps);
+	if (ret)
+		return ret;
+	t->pid = c->pid;
+	t->ppid = st.ppid;
+	t->pgid = st.pgrp;
+	t->sid = st.session;
+	t->nr_threads = 1;
+	t->flags = c->task.group_stopped ? CRYO_TASK_STOPPED : 0;
+	t->exit_signal = st.exit_signal;
+	t->umask = ps.umask;
+	memcpy(t->uid, ps.uid, sizeof(t->uid));
+	memcpy(t->gid, ps.gid, sizeof(t->gid));
+	t->ngroups = ps.ngroups;
+	memcpy(t->groups, ps.groups, ps.ngroups * sizeof(uint32_t));
+	t->cap_inh = ps.cap_inh;
+	t->cap_prm = ps.cap_prm;
+	t->cap_eff = ps.cap_eff;
+	t->cap_bnd = ps.cap_bnd;
+	t->cap_amb = ps.cap_amb;
+	t->no_new_privs = ps.no_new_privs;
+
+	t->start_code = st.start_code;
+	t->end_code = st.end_code;
+	t->start_data = st.start_data;
+	t->end_data = st.end_data;
+	t->start_brk = st.start_brk;
+	t->start_stack = st.start_stack;
+	t->arg_start = st.arg_start;
+	t->arg_end = st.arg_end;
+	t->env_start = st.env_start;
+	t->env_end = st.env_end;
+
+	proc_comm(c->pid, t->comm, sizeof(t->comm));
+	if (read_proc(&b, "/proc/%d/personality", c->pid) == 0)
+		t->personality = strtoul(b.data, NULL, 16);
+	if (read_proc(&b, "/proc/%d/auxv", c->pid) == 0) {
+		size_t words = b.len / sizeof(uint64_t);
+		if (words > CRYO_AUXV_WORDS) {
+			buf_free(&b);
+			return cryo_fail(CRYO_EUNSUPP, "process %d: auxv too long (%zu words)",
+					 c->pid, words);
+		}
+		memcpy(t->auxv, b.data, words * sizeof(uint64_t));
+		t->auxv_words = words;
+	}
+	buf_free(&b);
+
+	for (int r = 0; r < CRYO_RLIM_NLIMITS; r++) {
+		struct rlimit64 rl;
+		if (prlimit64(c->pid, r, NULL, &rl) < 0)
+			return cryo_fail(CRYO_EINTERNAL, "process %d: prlimit(%d): %s", c->pid, r,
+					 strerror(errno));
+		t->rlim_cur[r] = rl.rlim_cur;
+		t->rlim_max[r] = rl.rlim_max;
+	}
+
+	cryo_str_t exe, cwd, root;
+
+	ret = readlink_str(c, "exe", &exe);
+	if (!ret)
+		ret = readlink_str(c, "cwd", &cwd);
+	if (!ret)
+		ret = readlink_str(c, "root", &root);
+	if (ret)
+		return ret;
+	t->exe_path = exe;
+	t->cwd_path = cwd;
+	t->root_path = root;
+	{
+		char p[64];
+		struct stat sb;
+
+		snprintf(p, sizeof(p), "/proc/%d/exe", c->pid);
+		if (stat(p, &sb) == 0) {
+			t->exe_dev = sb.st_dev;
+			t->exe_ino = sb.st_ino;
+			t->exe_size = sb.st_size;
+			t->exe_mtime_ns = sb.st_mtim.tv_sec * 1000000000ull + sb.st_mtim.tv_nsec;
+		}
+	}
+	return 0;
+}
+
+int collect_task(struct dump_ctx *c)
+{
+	int ret;
+
+	ret = collect_ids_and_creds(c);
+	if (ret)
+		return ret;
+	ret = fault_point("checkpoint:collect");
+	if (ret)
+		return ret;
+	ret = collect_injected(c);
+	if (ret)
+		return ret;
+	ret = collect_thread(c);
+	if (ret)
+		return ret;
+	return collect_signals(c);
+}

@@ -1,0 +1,58 @@
+/*
+ * The checkpoint side. dump.c runs the steps in order:
+ *   freeze (kernel/ptrace.c) -> collect_task.c -> collect_mm.c -> collect_fds.c
+ *   -> write metadata -> pages.c -> commit -> leave/kill/stop the target.
+ * Everything collected lives in struct dump_ctx until it is written.
+ */
+#ifndef CRYO_DUMP_H
+#define CRYO_DUMP_H
+
+#include "cryo.h"
+#include "image/image.h"
+#include "kernel/proc.h"
+#include "kernel/ptrace.h"
+
+struct page_runs {
+	struct cryo_img_page_run *runs;
+	uint32_t nr, cap;
+};
+
+struct fd_blob {
+	uint64_t id;
+	int src_fd;		/* where to read the content from (ours) */
+	uint64_t len;
+	uint8_t *data;		/* small blobs (pipe data) kept in memory */
+};
+
+struct dump_ctx {
+	pid_t pid;
+	struct frozen_task task;
+	struct cryo_img_task img_task;
+	struct cryo_img_thread img_thread;
+	struct strtab strings;
+
+	struct proc_vma *vmas;
+	int nr_vmas;
+	struct cryo_img_vma *img_vmas;
+	struct page_runs *runs;	/* per VMA */
+	int *vma_src_fds;	/* per VMA: fd to read shared memory data from, or -1 */
+
+	struct cryo_img_fd *fds;
+	int nr_fds;
+	struct fd_blob *blobs;
+	int nr_blobs;
+
+	struct cryo_img_siginfo *sigs;
+	int nr_sigs;
+
+	int mem_fd;		/* /proc/PID/mem, for areas without PROT_READ */
+	uint64_t zero_pfn;	/* PFN of the kernel's zero page (skipped) */
+};
+
+int collect_task(struct dump_ctx *c);
+int collect_mm(struct dump_ctx *c);
+int collect_fds(struct dump_ctx *c);
+int dump_pages(struct dump_ctx *c, struct img_writer *w);
+int dump_blobs(struct dump_ctx *c, struct img_writer *w);
+
+#endif

@@ -1,0 +1,138 @@
+/*
+ * Copy the pages chosen by collect_mm.c into the image. For each area: a
+ * PAGEMAP section listing its runs of pages, then PAGES sections (at most
+ * CHUNK_BYTES each, page aligned in the file) with their data in run order.
+ * Memory is read with one process_vm_readv per chunk; areas the task cannot
+ * read (PROT_NONE...) through /proc/PID/mem, which may; shared anonymous
+ * memory through its shmem file so holes are never populated.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "dump/dump.h"
+#include "util/util.h"
+
+#define CHUNK_BYTES (8ul << 20)
+#define MAX_IOV 1024
+
+struct chunk {
+	uint8_t *buf;
+	size_t len;
+	struct iovec remote[MAX_IOV];
+	int nr_iov;
+};
+
+static int read_chunk(struct dump_ctx *c, int vma_index, struct chunk *ch)
+{
+	const struct cryo_img_vma *v = &c->img_vmas[vma_index];
+	int src_fd = c->vma_src_fds[vma_index];
+	size_t done = 0;
+
+	if (src_fd < 0 && (v->prot & PROT_READ)) {
+		struct iovec local = { ch->buf, ch->len };
+		ssize_t n = process_vm_readv(c->pid, &local, 1, ch->remote, ch->nr_iov, 0);
+		if (n == (ssize_t)ch->len)
+			return 0;
+		/* fall through to the slower path, which reads what readv could not */
+	}
+	for (int i = 0; i < ch->nr_iov; i++) {
+		uint64_t addr = (uint64_t)ch->remote[i].iov_base;
+		int ret;
+
+		if (src_fd >= 0)
+			ret = pread_full(src_fd, ch->buf + done, ch->remote[i].iov_len,
+					 v->pgoff + (addr - v->start));
+		else
+			ret = pread_full(c->mem_fd, ch->buf + done, ch->remote[i].iov_len, addr);
+		if (ret)
+			return cryo_fail(CRYO_EINTERNAL,
+					 "process %d: reading memory %lx-%lx: %s", c->pid,
+					 (unsigned long)addr,
+					 (unsigned long)(addr + ch->remote[i].iov_len), strerror(-ret));
+		done += ch->remote[i].iov_len;
+	}
+	return 0;
+}
+
+static int flush_chunk(struct dump_ctx *c, struct img_writer *w, int vma_index, struct chunk *ch)
+{
+	int ret;
+
+	if (!ch->len)
+		return 0;
+	ret = read_chunk(c, vma_index, ch);
+	if (!ret)
+		ret = imgw_section_aligned(w, CRYO_SEC_PAGES, vma_index, PAGE_SIZE_BYTES,
+					   ch->len / PAGE_SIZE_BYTES, ch->buf, ch->len);
+	ch->len = 0;
+	ch->nr_iov = 0;
+	return ret;
+}
+
+static int dump_vma_pages(struct dump_ctx *c, struct img_writer *w, int vma_index,
+			  struct chunk *ch)
+{
+	const struct page_runs *r = &c->runs[vma_index];
+	int ret;
+
+	ret = imgw_section(w, CRYO_SEC_PAGEMAP, vma_index, sizeof(struct cryo_img_page_run), r->nr,
+			   r->runs, (uint64_t)r->nr * sizeof(struct cryo_img_page_run));
+	if (ret)
+		return ret;
+	for (uint32_t i = 0; i < r->nr; i++) {
+		uint64_t addr = r->runs[i].vaddr;
+		uint64_t left = r->runs[i].nr_pages * PAGE_SIZE_BYTES;
+
+		while (left) {
+			size_t room = CHUNK_BYTES - ch->len;
+			size_t n = left < room ? left : room;
+
+			ch->remote[ch->nr_iov].iov_base = (void *)addr;
+			ch->remote[ch->nr_iov].iov_len = n;
+			ch->nr_iov++;
+			ch->len += n;
+			addr += n;
+			left -= n;
+			if (ch->len == CHUNK_BYTES || ch->nr_iov == MAX_IOV) {
+				ret = flush_chunk(c, w, vma_index, ch);
+				if (ret)
+					return ret;
+			}
+		}
+	}
+	return flush_chunk(c, w, vma_index, ch);
+}
+
+int dump_pages(struct dump_ctx *c, struct img_writer *w)
+{
+	struct chunk *ch;
+	char path[64];
+	int ret = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/mem", c->pid);
+	c->mem_fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (c->mem_fd < 0)
+		return cryo_fail(CRYO_EINTERNAL, "process %d: open %s: %s", c->pid, path,
+				 strerror(errno));
+	ch = xzalloc(sizeof(*ch));
+	if (!ch)
+		return CRYO_EINTERNAL;
+	ch->buf = mmap(NULL, CHUNK_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+		       -1, 0);
+	if (ch->buf == MAP_FAILED) {
+		free(ch);
+		return cryo_fail(CRYO_EINTERNAL, "cannot allocate the page buffer");
+	}
+	for (int i = 0; i < c->nr_vmas && !ret; i++)
+		if (c->runs[i].nr)
+			ret = dump_vma_pages(c, w, i, ch);
+	munmap(ch->buf, CHUNK_BYTES);
+	free(ch);
+	return ret;
+}

@@ -1,0 +1,250 @@
+/*
+ * The on-disk layout of a cryo image, version 1. docs/image-format.md
+ * describes every field; keep the two in step.
+ *
+ * An image is a file header, a sequence of sections and a footer:
+ *
+ *   [file header, padded to one page]
+ *   [section header][payload] ...       (PAD sections keep page data aligned)
+ *   [INDEX section]                     (where every other section starts)
+ *   [footer]
+ *
+ * All integers are little-endian. Table sections hold entry_count entries of
+ * entry_size bytes each; a newer minor version may make entries longer (a
+ * reader uses the fields it knows and ignores the tail) and may add section
+ * types (unknown types are skipped). Every section header and payload carries
+ * a CRC-32C, so a flipped bit anywhere is caught before any task is created.
+ */
+#ifndef CRYO_IMAGE_FORMAT_H
+#define CRYO_IMAGE_FORMAT_H
+
+#include <stdint.h>
+
+#define CRYO_IMG_MAGIC		"CRYOIMG1"
+#define CRYO_IMG_FOOTER_MAGIC	"CRYOEND1"
+#define CRYO_IMG_MAJOR		1
+#define CRYO_IMG_MINOR		0
+#define CRYO_IMG_ARCH_X86_64	62	/* ELF e_machine EM_X86_64 */
+#define CRYO_IMG_PAGE_SIZE	4096
+#define CRYO_SECTION_MAGIC	0x54434553u	/* "SECT" */
+
+struct cryo_file_header {
+	char magic[8];
+	uint16_t version_major;
+	uint16_t version_minor;
+	uint32_t header_size;		/* sizeof(struct cryo_file_header) */
+	uint32_t arch;
+	uint32_t page_size;
+	uint64_t flags;			/* none defined; must be 0 */
+	uint64_t created_ns;		/* CLOCK_REALTIME at checkpoint */
+	uint64_t xfeatures;		/* XCR0 of the checkpointing CPU */
+	uint32_t reserved[3];
+	uint32_t crc;			/* CRC-32C of the bytes before this field */
+} __attribute__((packed));
+
+enum cryo_section_type {
+	CRYO_SEC_INDEX = 1,
+	CRYO_SEC_PAD = 2,
+	CRYO_SEC_STRINGS = 3,		/* NUL-terminated strings, referenced by offset */
+	CRYO_SEC_TASK = 10,		/* struct cryo_img_task, one per process */
+	CRYO_SEC_THREAD = 11,		/* struct cryo_img_thread, one per thread */
+	CRYO_SEC_XSTATE = 12,		/* XSAVE areas of all threads, concatenated */
+	CRYO_SEC_SIGINFO = 13,		/* struct cryo_img_siginfo, pending signals */
+	CRYO_SEC_VMA = 20,		/* struct cryo_img_vma, in address order */
+	CRYO_SEC_PAGEMAP = 21,		/* struct cryo_img_page_run; id = VMA index */
+	CRYO_SEC_PAGES = 22,		/* raw page data of the runs just before; id = VMA index */
+	CRYO_SEC_FD = 30,		/* struct cryo_img_fd */
+	CRYO_SEC_BLOB = 31,		/* opaque data (file or pipe content); id = blob id */
+};
+
+struct cryo_section_header {
+	uint32_t magic;
+	uint32_t type;
+	uint64_t length;		/* payload bytes */
+	uint64_t id;			/* meaning depends on type */
+	uint32_t entry_size;		/* tables: bytes per entry; blobs: 0; pages: page size */
+	uint32_t entry_count;
+	uint32_t payload_crc;		/* CRC-32C of the payload */
+	uint32_t flags;			/* none defined; must be 0 */
+	uint32_t reserved;
+	uint32_t header_crc;		/* CRC-32C of the bytes before this field */
+} __attribute__((packed));
+
+struct cryo_img_index_entry {
+	uint32_t type;
+	uint32_t entry_count;
+	uint64_t id;
+	uint64_t offset;		/* of the section header */
+	uint64_t length;		/* of the payload */
+} __attribute__((packed));
+
+struct cryo_footer {
+	char magic[8];
+	uint64_t index_offset;		/* of the INDEX section header */
+	uint64_t file_size;		/* including this footer */
+	uint32_t reserved;
+	uint32_t crc;
+} __attribute__((packed));
+
+/* A string reference: byte offset into the STRINGS payload; 0 is "". */
+typedef uint32_t cryo_str_t;
+
+#define CRYO_NSIG		64
+#define CRYO_RLIM_NLIMITS	16
+#define CRYO_AUXV_WORDS		(2 * 64)
+#define CRYO_MAX_GROUPS		256
+
+struct cryo_img_sigaction {
+	uint64_t handler;
+	uint64_t flags;
+	uint64_t restorer;
+	uint64_t mask;
+} __attribute__((packed));
+
+struct cryo_img_itimer {
+	int64_t interval_sec, interval_usec;
+	int64_t value_sec, value_usec;
+} __attribute__((packed));
+
+enum cryo_task_flags {
+	CRYO_TASK_STOPPED = 1 << 0,	/* in group stop (SIGSTOP/SIGTSTP) */
+};
+
+struct cryo_img_task {
+	int32_t pid, ppid, pgid, sid;
+	uint32_t nr_threads;
+	uint32_t flags;			/* enum cryo_task_flags */
+	uint32_t personality;
+	uint32_t umask;
+	char comm[16];
+	cryo_str_t exe_path, cwd_path, root_path;
+	uint32_t exit_signal;
+	uint64_t exe_dev, exe_ino, exe_size, exe_mtime_ns;
+
+	/* struct prctl_mm_map, minus the exe fd and auxv pointer */
+	uint64_t start_code, end_code, start_data, end_data;
+	uint64_t start_brk, brk, start_stack;
+	uint64_t arg_start, arg_end, env_start, env_end;
+	uint32_t auxv_words;
+	uint32_t pad0;
+	uint64_t auxv[CRYO_AUXV_WORDS];
+
+	uint64_t rlim_cur[CRYO_RLIM_NLIMITS];
+	uint64_t rlim_max[CRYO_RLIM_NLIMITS];
+
+	uint32_t uid[4];		/* real, effective, saved, fs */
+	uint32_t gid[4];
+	uint32_t ngroups;
+	uint32_t groups[CRYO_MAX_GROUPS];
+	uint64_t cap_inh, cap_prm, cap_eff, cap_bnd, cap_amb;
+	uint32_t securebits;
+	uint32_t no_new_privs;
+	uint32_t dumpable;
+	int32_t pdeathsig;
+	uint32_t child_subreaper;
+	uint32_t thp_disable;
+	uint64_t timerslack_ns;
+
+	struct cryo_img_itimer itimers[3];	/* ITIMER_REAL, _VIRTUAL, _PROF */
+	struct cryo_img_sigaction sigactions[CRYO_NSIG];	/* index = signo - 1 */
+} __attribute__((packed));
+
+/* struct user_regs_struct of x86-64, field for field. */
+#define CRYO_NR_GREGS 27
+
+struct cryo_img_thread {
+	int32_t tid, pid;
+	uint64_t regs[CRYO_NR_GREGS];
+	uint64_t sigmask;
+	uint64_t xstate_offset;		/* into the XSTATE payload */
+	uint32_t xstate_size;
+	uint32_t sas_flags;
+	uint64_t sas_sp, sas_size;
+	uint64_t rseq_ptr;
+	uint32_t rseq_len, rseq_sig;
+	uint64_t clear_child_tid;
+	uint64_t robust_list, robust_list_len;
+	char comm[16];
+} __attribute__((packed));
+
+struct cryo_img_siginfo {
+	int32_t tid;			/* 0: process-wide (shared) queue */
+	int32_t pid;
+	uint8_t info[128];		/* siginfo_t as the kernel reported it */
+} __attribute__((packed));
+
+enum cryo_vma_kind {
+	CRYO_VMA_ANON_PRIVATE = 1,
+	CRYO_VMA_ANON_SHARED,		/* MAP_SHARED|MAP_ANONYMOUS; content in image */
+	CRYO_VMA_FILE_PRIVATE,		/* file pages by reference, COW pages in image */
+	CRYO_VMA_FILE_SHARED,		/* by reference */
+	CRYO_VMA_VVAR,			/* the kernel's own areas: never dumped */
+	CRYO_VMA_VVAR_VCLOCK,
+	CRYO_VMA_VDSO,
+	CRYO_VMA_VSYSCALL,
+};
+
+enum cryo_vma_flags {
+	CRYO_VMA_GROWSDOWN = 1 << 0,
+	CRYO_VMA_DONTFORK = 1 << 1,
+	CRYO_VMA_DONTDUMP = 1 << 2,
+	CRYO_VMA_HUGEPAGE = 1 << 3,
+	CRYO_VMA_NOHUGEPAGE = 1 << 4,
+	CRYO_VMA_WIPEONFORK = 1 << 5,
+	CRYO_VMA_LOCKED = 1 << 6,
+	CRYO_VMA_SEQ_READ = 1 << 7,
+	CRYO_VMA_RAND_READ = 1 << 8,
+	CRYO_VMA_MERGEABLE = 1 << 9,
+	CRYO_VMA_MAYWRITE = 1 << 10,	/* shared file maps: file opened for writing */
+	CRYO_VMA_NORESERVE = 1 << 11,
+	CRYO_VMA_HEAP = 1 << 12,
+	CRYO_VMA_STACK = 1 << 13,
+};
+
+struct cryo_img_vma {
+	uint64_t start, end;
+	uint64_t pgoff;			/* file offset in bytes */
+	uint32_t prot;			/* PROT_* */
+	uint32_t kind;			/* enum cryo_vma_kind */
+	uint32_t flags;			/* enum cryo_vma_flags */
+	uint32_t open_flags;		/* O_RDONLY/O_RDWR for file maps */
+	cryo_str_t name;		/* path or [name] as in /proc/PID/maps */
+	uint32_t dev_major, dev_minor;
+	uint32_t pad0;
+	uint64_t ino;
+	uint64_t file_size, file_mtime_ns;
+	uint64_t nr_pages_dumped;
+} __attribute__((packed));
+
+struct cryo_img_page_run {
+	uint64_t vaddr;
+	uint64_t nr_pages;
+} __attribute__((packed));
+
+enum cryo_fd_kind {
+	CRYO_FD_REG = 1,		/* regular file, reopened by path */
+	CRYO_FD_DIR,
+	CRYO_FD_CHR,			/* character device by path (/dev/null...) */
+	CRYO_FD_DELETED,		/* file deleted while open; content in a blob */
+	CRYO_FD_PIPE,			/* pipe with both ends in the image */
+	CRYO_FD_DUP,			/* same open file description as fd dup_of */
+	CRYO_FD_INHERIT,		/* stdio outside the image: restorer's own */
+};
+
+struct cryo_img_fd {
+	int32_t pid;
+	int32_t fd;
+	uint32_t kind;			/* enum cryo_fd_kind */
+	uint32_t flags;			/* open flags incl. O_CLOEXEC, O_APPEND */
+	uint64_t pos;
+	cryo_str_t path;		/* as readlink /proc/PID/fd/N printed it */
+	int32_t dup_of;			/* CRYO_FD_DUP: the earlier fd */
+	uint64_t pipe_ino;		/* CRYO_FD_PIPE: identifies the pipe */
+	uint32_t pipe_size;		/* F_GETPIPE_SZ */
+	uint32_t mode;			/* st_mode of the file */
+	uint64_t blob_id;		/* content (deleted file, pipe buffer); 0 = none */
+	uint64_t size, mtime_ns;	/* of the file at checkpoint */
+	uint32_t rdev_major, rdev_minor;
+} __attribute__((packed));
+
+#endif

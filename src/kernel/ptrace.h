@@ -1,0 +1,64 @@
+/*
+ * Freezing a task with ptrace and running syscalls inside it.
+ *
+ * A task is seized (PTRACE_SEIZE never changes the task's job-control state,
+ * unlike PTRACE_ATTACH) and interrupted. Syscall injection borrows a
+ * `syscall` instruction in the task's own vDSO, so no code is written into
+ * the target; its scratch memory is the dead area below the stack's red
+ * zone, saved before and written back after.
+ */
+#ifndef CRYO_KERNEL_PTRACE_H
+#define CRYO_KERNEL_PTRACE_H
+
+#include <signal.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/user.h>
+
+/* Kernel-internal restart codes a task frozen inside a syscall shows in rax. */
+#define KERN_ERESTARTSYS		512
+#define KERN_ERESTARTNOINTR		513
+#define KERN_ERESTARTNOHAND		514
+#define KERN_ERESTART_RESTARTBLOCK	516
+
+#define XSTATE_MAX_BYTES (16 * 1024)
+
+struct frozen_task {
+	pid_t tid;
+	int group_stopped;		/* was in job-control stop before we seized it */
+	struct user_regs_struct regs;	/* as frozen */
+	uint8_t *xstate;		/* XSAVE area, xstate_size bytes */
+	uint32_t xstate_size;
+	/* Signals dequeued by the task while we were freezing it. */
+	int nr_dequeued;
+	siginfo_t dequeued[8];
+
+	/* injection */
+	uint64_t syscall_insn;		/* address of a `syscall` instruction */
+	uint64_t scratch;		/* scratch area in the task */
+	uint8_t scratch_saved[512];
+	int scratch_dirty;
+};
+
+#define INJECT_SCRATCH_BYTES 512
+
+/* Seize and interrupt; fills regs and xstate. */
+int ptrace_freeze(struct frozen_task *t);
+/* Put back registers and scratch memory; detach (task resumes). */
+int ptrace_thaw(struct frozen_task *t);
+/* Put back state, then kill the task with SIGKILL (after a safe dump). */
+int ptrace_thaw_and_kill(struct frozen_task *t);
+
+/* Prepare injection: find a syscall instruction, save scratch memory. */
+int inject_prepare(struct frozen_task *t);
+/* Run a syscall inside the task; result (or -errno) in *ret. */
+int inject_syscall(struct frozen_task *t, long nr, uint64_t a1, uint64_t a2, uint64_t a3,
+		   uint64_t a4, uint64_t a5, uint64_t a6, int64_t *ret);
+/* Copy to/from scratch memory in the task. */
+int inject_write(struct frozen_task *t, uint64_t off, const void *p, size_t n);
+int inject_read(struct frozen_task *t, uint64_t off, void *p, size_t n);
+
+int remote_read(pid_t pid, uint64_t addr, void *buf, size_t n);
+int remote_write(pid_t pid, uint64_t addr, const void *buf, size_t n);
+
+#endif

@@ -1,0 +1,530 @@
+/*
+ * Phase 40 (in the new task): rebuild the address space, part one.
+ *
+ * Every area of the image is mapped in a "premap" region that overlaps
+ * neither the image's layout nor ours, filled straight from the image with
+ * pread (page data is page aligned in the file), given its protection and
+ * madvise flags. Areas are spaced one page apart so that when the restorer
+ * moves them into place with mremap their page offsets never line up: areas
+ * that were separate in the image stay separate, exactly as in
+ * /proc/PID/maps. Then the freestanding restorer is copied into place and
+ * entered on its own stack; it never returns.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "kernel/proc.h"
+#include "restore/restore.h"
+#include "restorer/restorer.h"
+#include "util/util.h"
+
+#define USER_SPACE_END 0x7ffffffff000ull
+#define SEARCH_START 0x10000000ull
+#define RESTORER_STACK_BYTES (64 * 1024)
+#define RSEQ_SIG_X86 0x53053053
+#define RSEQ_FLAG_UNREGISTER 1
+#define GLIBC_RSEQ_AREA_BYTES 32
+#ifndef PR_SET_VMA
+#define PR_SET_VMA 0x53564d41
+#define PR_SET_VMA_ANON_NAME 0
+#endif
+
+extern const char cryo_restorer_blob[], cryo_restorer_blob_end[];
+extern const ptrdiff_t __rseq_offset;
+extern const unsigned int __rseq_size;
+
+struct busy {
+	struct restorer_range *r;
+	size_t nr, cap;
+};
+
+static int busy_add(struct busy *b, uint64_t start, uint64_t end)
+{
+	if (b->nr == b->cap) {
+		size_t cap = b->cap ? b->cap * 2 : 64;
+		struct restorer_range *p = realloc(b->r, cap * sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+		b->r = p;
+		b->cap = cap;
+	}
+	b->r[b->nr].start = start;
+	b->r[b->nr].end = end;
+	b->nr++;
+	return 0;
+}
+
+static int cmp_range(const void *a, const void *b)
+{
+	const struct restorer_range *x = a, *y = b;
+
+	return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/* Lowest free gap of len bytes (plus a guard page each side) above SEARCH_START. */
+static uint64_t find_hole(struct busy *b, uint64_t len)
+{
+	uint64_t cur = SEARCH_START;
+
+	qsort(b->r, b->nr, sizeof(*b->r), cmp_range);
+	for (size_t i = 0; i <= b->nr; i++) {
+		uint64_t next = i < b->nr ? b->r[i].start : USER_SPACE_END;
+
+		if (next > cur && next - cur >= len + 2 * PAGE_SIZE_BYTES)
+			return cur + PAGE_SIZE_BYTES;
+		if (i < b->nr && b->r[i].end > cur)
+			cur = b->r[i].end;
+	}
+	return 0;
+}
+
+static int is_premapped(const struct restore_vma *v)
+{
+	return v->img.kind == CRYO_VMA_ANON_PRIVATE || v->img.kind == CRYO_VMA_ANON_SHARED ||
+	       v->img.kind == CRYO_VMA_FILE_PRIVATE || v->img.kind == CRYO_VMA_FILE_SHARED;
+}
+
+static int fail_vma(const struct restore_vma *v, const char *what, int err)
+{
+	return cryo_fail(CRYO_ERESTORE, "restore: memory area %lx-%lx (%s): %s: %s",
+			 (unsigned long)v->img.start, (unsigned long)v->img.end,
+			 v->name[0] ? v->name : "anonymous", what, strerror(err));
+}
+
+static int open_mapped_file(struct restore_ctx *r, const struct restore_vma *v)
+{
+	char path[PATH_MAX + 64];
+	struct stat sb;
+	int fd;
+
+	if (!strcmp(r->root_path, "/"))
+		snprintf(path, sizeof(path), "%s", v->name);
+	else
+		snprintf(path, sizeof(path), "%s%s", r->root_path, v->name);
+	fd = open(path, v->img.open_flags | O_CLOEXEC);
+	if (fd < 0)
+		return fail_vma(v, "open", errno);
+	if (fstat(fd, &sb) < 0) {
+		close(fd);
+		return fail_vma(v, "fstat", errno);
+	}
+	/* Private maps take their unmodified pages from the file: it must not have changed. */
+	if (v->img.kind == CRYO_VMA_FILE_PRIVATE && S_ISREG(sb.st_mode) &&
+	    ((uint64_t)sb.st_size != v->img.file_size ||
+	     (uint64_t)(sb.st_mtim.tv_sec * 1000000000ull + sb.st_mtim.tv_nsec) !=
+		     v->img.file_mtime_ns)) {
+		close(fd);
+		return cryo_fail(CRYO_ERESTORE, "restore: memory area %lx-%lx maps %s, which "
+				 "changed since the checkpoint (size or mtime differ)",
+				 (unsigned long)v->img.start, (unsigned long)v->img.end, v->name);
+	}
+	return fd;
+}
+
+static int fill_pages(struct restore_ctx *r, struct restore_vma *v)
+{
+	uint32_t sec = v->first_pages_section;
+	uint64_t sec_left = 0, sec_off = 0;
+
+	for (uint32_t i = 0; i < v->nr_runs; i++) {
+		uint64_t addr = v->premap_addr + (v->runs[i].vaddr - v->img.start);
+		uint64_t left = v->runs[i].nr_pages * PAGE_SIZE_BYTES;
+
+		while (left) {
+			while (!sec_left) {
+				const struct cryo_img_index_entry *e = imgr_section(r->img, sec);
+				if (e->type == CRYO_SEC_PAGES) {
+					sec_left = e->length;
+					sec_off = imgr_payload_offset(r->img, sec);
+				}
+				sec++;
+			}
+			uint64_t n = left < sec_left ? left : sec_left;
+			int ret = pread_full(r->img_fd, (void *)addr, n, sec_off);
+			if (ret)
+				return fail_vma(v, "reading its pages from the image", -ret);
+			addr += n;
+			left -= n;
+			sec_left -= n;
+			sec_off += n;
+		}
+	}
+	return 0;
+}
+
+static int apply_advice(const struct restore_vma *v)
+{
+	static const struct {
+		uint32_t flag;
+		int advice;
+	} table[] = {
+		{ CRYO_VMA_DONTFORK, MADV_DONTFORK }, { CRYO_VMA_DONTDUMP, MADV_DONTDUMP },
+		{ CRYO_VMA_HUGEPAGE, MADV_HUGEPAGE }, { CRYO_VMA_NOHUGEPAGE, MADV_NOHUGEPAGE },
+		{ CRYO_VMA_WIPEONFORK, MADV_WIPEONFORK }, { CRYO_VMA_SEQ_READ, MADV_SEQUENTIAL },
+		{ CRYO_VMA_RAND_READ, MADV_RANDOM }, { CRYO_VMA_MERGEABLE, MADV_MERGEABLE },
+	};
+	void *addr = (void *)v->premap_addr;
+	size_t len = v->img.end - v->img.start;
+
+	for (size_t i = 0; i < ARRAY_SIZE(table); i++)
+		if ((v->img.flags & table[i].flag) && madvise(addr, len, table[i].advice) < 0)
+			return fail_vma(v, "madvise", errno);
+	if ((v->img.flags & CRYO_VMA_LOCKED) && mlock(addr, len) < 0)
+		return fail_vma(v, "mlock", errno);
+	if (!strncmp(v->name, "[anon:", 6) || !strncmp(v->name, "[anon_shmem:", 12)) {
+		char name[256];
+		const char *start = strchr(v->name, ':') + 1;
+		size_t n = strlen(start);
+
+		snprintf(name, sizeof(name), "%.*s", (int)(n ? n - 1 : 0), start);
+		if (prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, (unsigned long)addr, len,
+			  (unsigned long)name) < 0)
+			return fail_vma(v, "naming it", errno);
+	}
+	return 0;
+}
+
+static int premap_one(struct restore_ctx *r, struct restore_vma *v, uint64_t addr)
+{
+	size_t len = v->img.end - v->img.start;
+	int prot = v->img.prot, fill_prot = prot, fd = -1, flags = MAP_FIXED;
+	void *p;
+	int ret;
+
+	if (v->img.nr_pages_dumped)
+		fill_prot |= PROT_READ | PROT_WRITE;
+	if (v->img.flags & CRYO_VMA_NORESERVE)
+		flags |= MAP_NORESERVE;
+	switch (v->img.kind) {
+	case CRYO_VMA_ANON_PRIVATE:
+		flags |= MAP_PRIVATE | MAP_ANONYMOUS;
+		if (v->img.flags & CRYO_VMA_GROWSDOWN)
+			flags |= MAP_GROWSDOWN;
+		break;
+	case CRYO_VMA_ANON_SHARED:
+		flags |= MAP_SHARED | MAP_ANONYMOUS;
+		break;
+	case CRYO_VMA_FILE_PRIVATE:
+	case CRYO_VMA_FILE_SHARED:
+		fd = open_mapped_file(r, v);
+		if (fd < 0)
+			return fd;
+		flags |= v->img.kind == CRYO_VMA_FILE_SHARED ? MAP_SHARED : MAP_PRIVATE;
+		break;
+	}
+	p = mmap((void *)addr, len, fill_prot, flags, fd, fd >= 0 ? v->img.pgoff : 0);
+	if (fd >= 0)
+		close(fd);
+	if (p == MAP_FAILED)
+		return fail_vma(v, "mmap", errno);
+	v->premap_addr = addr;
+	ret = fill_pages(r, v);
+	if (ret)
+		return ret;
+	if (fill_prot != prot && mprotect(p, len, prot) < 0)
+		return fail_vma(v, "mprotect", errno);
+	return apply_advice(v);
+}
+
+struct layout {
+	uint64_t area, area_len;	/* restorer area, premap region right after */
+	uint64_t blob_len, args_off, stack_top, park_off;
+	uint64_t premap, premap_len;
+	struct proc_vma *own;
+	int nr_own;
+};
+
+static int plan_layout(struct restore_ctx *r, struct layout *l, size_t args_bytes)
+{
+	struct busy b = { 0 };
+	uint64_t park_len = 0;
+	int ret;
+
+	ret = proc_read_vmas(getpid(), &l->own, &l->nr_own);
+	if (ret)
+		return cryo_fail(CRYO_ERESTORE, "restore: reading own maps: %s", strerror(-ret));
+	for (int i = 0; i < l->nr_own; i++) {
+		if (busy_add(&b, l->own[i].start, l->own[i].end))
+			return CRYO_ERESTORE;
+		if (l->own[i].path[0] == '[' && strncmp(l->own[i].path, "[vdso]", 6) &&
+		    strncmp(l->own[i].path, "[vvar", 5))
+			continue;
+		if (!strcmp(l->own[i].path, "[vdso]") || !strncmp(l->own[i].path, "[vvar", 5))
+			park_len += l->own[i].end - l->own[i].start;
+	}
+	l->premap_len = 0;
+	for (uint32_t i = 0; i < r->nr_vmas; i++) {
+		if (busy_add(&b, r->vmas[i].img.start, r->vmas[i].img.end))
+			return CRYO_ERESTORE;
+		if (is_premapped(&r->vmas[i]))
+			l->premap_len += r->vmas[i].img.end - r->vmas[i].img.start + PAGE_SIZE_BYTES;
+	}
+	l->blob_len = PAGE_ALIGN_UP((uint64_t)(cryo_restorer_blob_end - cryo_restorer_blob));
+	l->args_off = l->blob_len;
+	l->stack_top = l->args_off + PAGE_ALIGN_UP(args_bytes) + RESTORER_STACK_BYTES;
+	l->park_off = l->stack_top;
+	l->area_len = l->park_off + PAGE_ALIGN_UP(park_len);
+	l->area = find_hole(&b, l->area_len + l->premap_len);
+	free(b.r);
+	if (!l->area)
+		return cryo_fail(CRYO_ERESTORE, "restore: no room in the address space for %llu "
+				 "bytes of staging", (unsigned long long)(l->area_len + l->premap_len));
+	l->premap = l->area + l->area_len;
+	l->stack_top += l->area;
+	return 0;
+}
+
+static uint64_t image_special_start(struct restore_ctx *r, const char *name)
+{
+	uint32_t kind = !strcmp(name, "[vdso]") ? CRYO_VMA_VDSO :
+			!strcmp(name, "[vvar]") ? CRYO_VMA_VVAR :
+			!strcmp(name, "[vvar_vclock]") ? CRYO_VMA_VVAR_VCLOCK : 0;
+
+	for (uint32_t i = 0; i < r->nr_vmas; i++)
+		if (kind && r->vmas[i].img.kind == kind)
+			return r->vmas[i].img.start;
+	return 0;
+}
+
+static int same_creds_as_ours(const struct cryo_img_task *t)
+{
+	struct proc_status ours;
+
+	if (proc_read_status(getpid(), &ours))
+		return 0;
+	return !memcmp(ours.uid, t->uid, sizeof(ours.uid)) &&
+	       !memcmp(ours.gid, t->gid, sizeof(ours.gid)) && ours.ngroups == t->ngroups &&
+	       !memcmp(ours.groups, t->groups, t->ngroups * sizeof(uint32_t)) &&
+	       ours.cap_inh == t->cap_inh && ours.cap_prm == t->cap_prm &&
+	       ours.cap_eff == t->cap_eff && ours.cap_bnd == t->cap_bnd &&
+	       ours.cap_amb == t->cap_amb && !t->securebits;
+}
+
+static void fill_args(struct restore_ctx *r, const struct layout *l, struct restorer_args *a,
+		      int exe_fd)
+{
+	const struct cryo_img_task *t = &r->task;
+	const struct cryo_img_thread *th = &r->thread;
+	struct restorer_move *moves = (struct restorer_move *)(a + 1);
+	struct restorer_siginfo *sigs;
+	uint32_t nk = 0;
+
+	memset(a, 0, sizeof(*a));
+	a->pid = t->pid;
+	a->tid = th->tid;
+	a->keep[nk].start = l->area;
+	a->keep[nk++].end = l->premap + l->premap_len;
+	for (int i = 0; i < l->nr_own; i++) {
+		const struct proc_vma *o = &l->own[i];
+		uint64_t park = l->area + l->park_off;
+
+		if (strcmp(o->path, "[vdso]") && strncmp(o->path, "[vvar", 5))
+			continue;
+		for (uint32_t s = 0; s < a->nr_special; s++)
+			park += a->special_now[s].end - a->special_now[s].start;
+		a->special_now[a->nr_special].start = o->start;
+		a->special_now[a->nr_special].end = o->end;
+		a->special_park[a->nr_special] = park;
+		a->special_target[a->nr_special] = image_special_start(r, o->path);
+		a->nr_special++;
+		a->keep[nk].start = o->start;
+		a->keep[nk++].end = o->end;
+	}
+	qsort(a->keep, nk, sizeof(a->keep[0]), cmp_range);
+	a->nr_keep = nk;
+
+	for (uint32_t i = 0; i < r->nr_vmas; i++) {
+		const struct restore_vma *v = &r->vmas[i];
+		if (!is_premapped(v))
+			continue;
+		moves[a->nr_moves].from = v->premap_addr;
+		moves[a->nr_moves].to = v->img.start;
+		moves[a->nr_moves].len = v->img.end - v->img.start;
+		a->nr_moves++;
+	}
+	a->moves = (uint64_t)moves;
+	a->premap.start = l->premap;
+	a->premap.end = l->premap + l->premap_len;
+
+	sigs = (struct restorer_siginfo *)(moves + a->nr_moves);
+	for (uint32_t i = 0; i < r->nr_sigs; i++) {
+		sigs[i].tid = r->sigs[i].tid;
+		memcpy(&sigs[i].signo, r->sigs[i].info, sizeof(int32_t));
+		memcpy(sigs[i].info, r->sigs[i].info, sizeof(sigs[i].info));
+	}
+	a->sigs = (uint64_t)sigs;
+	a->nr_sigs = r->nr_sigs;
+
+	a->mm.start_code = t->start_code;
+	a->mm.end_code = t->end_code;
+	a->mm.start_data = t->start_data;
+	a->mm.end_data = t->end_data;
+	a->mm.start_brk = t->start_brk;
+	a->mm.brk = t->brk;
+	a->mm.start_stack = t->start_stack;
+	a->mm.arg_start = t->arg_start;
+	a->mm.arg_end = t->arg_end;
+	a->mm.env_start = t->env_start;
+	a->mm.env_end = t->env_end;
+	memcpy(a->auxv, t->auxv, t->auxv_words * sizeof(uint64_t));
+	a->mm.auxv_size = t->auxv_words * sizeof(uint64_t);
+	a->mm.exe_fd = exe_fd;
+
+	_Static_assert(sizeof(a->sigactions) == sizeof(t->sigactions), "sigaction layout");
+	memcpy(a->sigactions, t->sigactions, sizeof(a->sigactions));
+	for (int i = 0; i < 3; i++) {
+		a->itimers[i].interval_sec = t->itimers[i].interval_sec;
+		a->itimers[i].interval_usec = t->itimers[i].interval_usec;
+		a->itimers[i].value_sec = t->itimers[i].value_sec;
+		a->itimers[i].value_usec = t->itimers[i].value_usec;
+		/* an armed timer about to fire reads as 0: keep it armed */
+		if (!a->itimers[i].value_sec && !a->itimers[i].value_usec &&
+		    (a->itimers[i].interval_sec || a->itimers[i].interval_usec))
+			a->itimers[i].value_usec = 1;
+	}
+	a->sas_sp = th->sas_sp;
+	a->sas_size = th->sas_size;
+	a->sas_flags = th->sas_flags;
+	a->personality = t->personality;
+	memcpy(a->comm, t->comm, sizeof(a->comm));
+	a->pdeathsig = t->pdeathsig;
+	a->dumpable = t->dumpable;
+	a->child_subreaper = t->child_subreaper;
+	a->thp_disable = t->thp_disable;
+	a->timerslack_ns = t->timerslack_ns;
+	a->clear_child_tid = th->clear_child_tid;
+	a->robust_list = th->robust_list;
+	a->robust_list_len = th->robust_list_len;
+	for (int i = 0; i < RESTORER_NLIMITS; i++) {
+		a->rlimits[i].cur = t->rlim_cur[i];
+		a->rlimits[i].max = t->rlim_max[i];
+	}
+	a->close_fds[a->nr_close_fds++] = r->img_fd;
+	a->close_fds[a->nr_close_fds++] = r->report_pipe[1];
+	a->close_fds[a->nr_close_fds++] = exe_fd;
+
+	a->change_creds = !same_creds_as_ours(t);
+	memcpy(a->uid, t->uid, sizeof(a->uid));
+	memcpy(a->gid, t->gid, sizeof(a->gid));
+	a->ngroups = t->ngroups;
+	memcpy(a->groups, t->groups, t->ngroups * sizeof(uint32_t));
+	a->cap_inh = t->cap_inh;
+	a->cap_prm = t->cap_prm;
+	a->cap_eff = t->cap_eff;
+	a->cap_bnd = t->cap_bnd;
+	a->cap_amb = t->cap_amb;
+	a->securebits = t->securebits;
+	a->no_new_privs = t->no_new_privs;
+	a->rseq_ptr = th->rseq_ptr;
+	a->rseq_len = th->rseq_len;
+	a->rseq_sig = th->rseq_sig;
+}
+
+/* glibc registered rseq for this thread; the area is about to disappear. */
+static int drop_own_rseq(void)
+{
+	void *area = (char *)__builtin_thread_pointer() + __rseq_offset;
+
+	if (!__rseq_size)
+		return 0;
+	if (syscall(SYS_rseq, area, __rseq_size, RSEQ_FLAG_UNREGISTER, RSEQ_SIG_X86) == 0 ||
+	    syscall(SYS_rseq, area, GLIBC_RSEQ_AREA_BYTES, RSEQ_FLAG_UNREGISTER, RSEQ_SIG_X86) == 0)
+		return 0;
+	return cryo_fail(CRYO_ERESTORE, "restore: cannot unregister cryo's own rseq area: %s",
+			 strerror(errno));
+}
+
+static void __attribute__((noreturn)) jump(uint64_t entry, uint64_t stack_top, void *args)
+{
+	__asm__ volatile("mov %0, %%rsp\n\t"
+			 "xor %%ebp, %%ebp\n\t"
+			 "jmp *%1"
+			 :
+			 : "r"(stack_top), "r"(entry), "D"(args)
+			 : "memory");
+	__builtin_unreachable();
+}
+
+int restore_memory_and_jump(struct restore_ctx *r)
+{
+	size_t args_bytes = sizeof(struct restorer_args) +
+			    r->nr_vmas * sizeof(struct restorer_move) +
+			    r->nr_sigs * sizeof(struct restorer_siginfo);
+	struct layout l = { 0 };
+	struct restorer_args *a;
+	uint64_t cursor;
+	sigset_t all;
+	int ret, exe_fd;
+	void *p;
+
+	ret = fault_point("restore:memory");
+	if (ret)
+		return ret;
+	ret = plan_layout(r, &l, args_bytes);
+	if (ret)
+		return ret;
+	p = mmap((void *)l.area, l.area_len + l.premap_len, PROT_NONE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+	if (p == MAP_FAILED)
+		return cryo_fail(CRYO_ERESTORE, "restore: reserving %#llx bytes at %#llx: %s",
+				 (unsigned long long)(l.area_len + l.premap_len),
+				 (unsigned long long)l.area, strerror(errno));
+	cursor = l.premap;
+	for (uint32_t i = 0; i < r->nr_vmas; i++) {
+		struct restore_vma *v = &r->vmas[i];
+
+		if (!is_premapped(v))
+			continue;
+		ret = premap_one(r, v, cursor);
+		if (ret)
+			return ret;
+		cursor += v->img.end - v->img.start + PAGE_SIZE_BYTES;
+	}
+
+	/* the restorer area: code, then args and tables, then the stack */
+	if (mmap((void *)l.area, l.park_off, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED)
+		return cryo_fail(CRYO_ERESTORE, "restore: mapping the restorer: %s",
+				 strerror(errno));
+	memcpy((void *)l.area, cryo_restorer_blob, cryo_restorer_blob_end - cryo_restorer_blob);
+	if (mprotect((void *)l.area, l.blob_len, PROT_READ | PROT_EXEC) < 0)
+		return cryo_fail(CRYO_ERESTORE, "restore: mprotect restorer: %s", strerror(errno));
+	exe_fd = open(r->exe_path, O_RDONLY | O_CLOEXEC);
+	if (exe_fd < 0)
+		return cryo_fail(CRYO_ERESTORE, "restore: task %d: executable %s: %s", r->task.pid,
+				 r->exe_path, strerror(errno));
+	a = (struct restorer_args *)(l.area + l.args_off);
+	r->restorer_area = l.area;
+	r->restorer_area_len = l.area_len;
+	fill_args(r, &l, a, exe_fd);
+	/* the area itself also holds the premap region; the restorer drops that part */
+	a->keep[0].end = l.premap + l.premap_len;
+
+	if (strcmp(r->root_path, "/")) {
+		if (chroot(r->root_path) < 0 || chdir(r->cwd_path) < 0)
+			return cryo_fail(CRYO_ERESTORE, "restore: task %d: chroot %s: %s",
+					 r->task.pid, r->root_path, strerror(errno));
+	}
+	{
+		uint64_t report[3] = { (uint64_t)a, l.area, l.area_len };
+		if (write(r->report_pipe[1], report, sizeof(report)) != sizeof(report))
+			return cryo_fail(CRYO_ERESTORE, "restore: reporting to cryo: %s",
+					 strerror(errno));
+	}
+	sigfillset(&all);
+	sigprocmask(SIG_SETMASK, &all, NULL);
+	ret = drop_own_rseq();
+	if (ret)
+		return ret;
+	jump(l.area, l.stack_top, a);
+}

@@ -1,0 +1,87 @@
+/*
+ * cryo_restore(): runs the restore phases in order (see restore.h for the
+ * table) and guarantees that a failure anywhere leaves no task behind.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "restore/restore.h"
+#include "util/util.h"
+
+#define BLOB_COPY_BYTES (1ul << 20)
+
+int restore_copy_blob(struct restore_ctx *r, uint64_t blob_id, int fd, uint64_t *len)
+{
+	uint8_t *buf = mmap(NULL, BLOB_COPY_BYTES, PROT_READ | PROT_WRITE,
+			    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	int ret = 0;
+
+	*len = 0;
+	if (buf == MAP_FAILED)
+		return cryo_fail(CRYO_ERESTORE, "restore: no memory for file content");
+	for (size_t i = 0; i < imgr_nr_sections(r->img) && !ret; i++) {
+		const struct cryo_img_index_entry *e = imgr_section(r->img, i);
+		uint64_t off = imgr_payload_offset(r->img, i);
+
+		if (e->type != CRYO_SEC_BLOB || e->id != blob_id)
+			continue;
+		for (uint64_t done = 0; done < e->length && !ret;) {
+			size_t n = e->length - done < BLOB_COPY_BYTES ? e->length - done :
+									 BLOB_COPY_BYTES;
+			ret = pread_full(r->img_fd, buf, n, off + done);
+			if (!ret)
+				ret = write_full(fd, buf, n);
+			if (ret)
+				ret = cryo_fail(CRYO_ERESTORE, "restore: copying saved content: %s",
+						strerror(-ret));
+			done += n;
+			*len += n;
+		}
+	}
+	munmap(buf, BLOB_COPY_BYTES);
+	return ret;
+}
+
+static void free_ctx(struct restore_ctx *r)
+{
+	for (uint32_t i = 0; r->vmas && i < r->nr_vmas; i++)
+		free(r->vmas[i].runs);
+	free(r->vmas);
+	free(r->fds);
+	free(r->sigs);
+	free(r->xstate);
+	if (r->report_pipe[0] >= 0)
+		close(r->report_pipe[0]);
+	if (r->img)
+		imgr_close(r->img);
+}
+
+int cryo_restore(const struct cryo_restore_opts *opts, pid_t *pid_out)
+{
+	struct restore_ctx r;
+	int ret;
+
+	memset(&r, 0, sizeof(r));
+	r.opts = opts;
+	r.go_pipe[0] = r.go_pipe[1] = r.report_pipe[0] = r.report_pipe[1] = -1;
+	ret = restore_validate(&r);
+	if (ret)
+		goto out;
+	r.img_fd = imgr_fd(r.img);
+	ret = restore_create_tree(&r);
+	if (ret)
+		goto out;
+	ret = restore_resume(&r);
+	if (ret) {
+		restore_kill_all(&r);
+		goto out;
+	}
+	*pid_out = r.pid;
+out:
+	free_ctx(&r);
+	return ret;
+}

@@ -1,0 +1,313 @@
+/*
+ * The freestanding restorer. It runs inside the task being restored, on its
+ * own stack, after the restore code has premapped every memory area of the
+ * image somewhere out of the way. It tears down what is left of the cryo
+ * process image, moves the premapped areas to their exact addresses, puts
+ * the kernel's vDSO where the image had it, and sets what only the task
+ * itself can set (mm fields, sigactions, timers, credentials...). It ends by
+ * stopping itself with SIGSTOP: the tracer (cryo restore) then unmaps this
+ * code, loads the saved registers and lets the task go.
+ *
+ * No libc, no globals, no relocations: the blob is copied to an address
+ * chosen at run time. Every failure records its step and errno in args and
+ * stops, so the tracer can report it and kill the task.
+ */
+#include "restorer/restorer.h"
+
+#define NR_close 3
+#define NR_munmap 11
+#define NR_rt_sigaction 13
+#define NR_mremap 25
+#define NR_setitimer 38
+#define NR_setgroups 116
+#define NR_setresuid 117
+#define NR_setresgid 119
+#define NR_setfsuid 122
+#define NR_setfsgid 123
+#define NR_capset 126
+#define NR_rt_sigqueueinfo 129
+#define NR_sigaltstack 131
+#define NR_personality 135
+#define NR_prctl 157
+#define NR_set_tid_address 218
+#define NR_exit_group 231
+#define NR_tgkill 234
+#define NR_set_robust_list 273
+#define NR_rt_tgsigqueueinfo 297
+#define NR_prlimit64 302
+#define NR_rseq 334
+
+#define MREMAP_MAYMOVE 1
+#define MREMAP_FIXED 2
+#define SIGKILL 9
+#define SIGSTOP 19
+#define SS_DISABLE 2
+#define SS_ONSTACK 1
+#define PR_SET_PDEATHSIG 1
+#define PR_SET_DUMPABLE 4
+#define PR_SET_KEEPCAPS 8
+#define PR_SET_NAME 15
+#define PR_CAPBSET_DROP 24
+#define PR_SET_SECUREBITS 28
+#define PR_SET_TIMERSLACK 29
+#define PR_SET_MM 35
+#define PR_SET_MM_MAP 14
+#define PR_SET_CHILD_SUBREAPER 36
+#define PR_SET_NO_NEW_PRIVS 38
+#define PR_SET_THP_DISABLE 41
+#define PR_CAP_AMBIENT 47
+#define PR_CAP_AMBIENT_RAISE 2
+#define SECBIT_KEEP_CAPS (1 << 4)
+#define CAP_VERSION_3 0x20080522
+#define CAP_LAST 63
+
+static inline long sys6(long nr, long a1, long a2, long a3, long a4, long a5, long a6)
+{
+	long ret;
+	register long r10 __asm__("r10") = a4;
+	register long r8 __asm__("r8") = a5;
+	register long r9 __asm__("r9") = a6;
+
+	__asm__ volatile("syscall"
+			 : "=a"(ret)
+			 : "a"(nr), "D"(a1), "S"(a2), "d"(a3), "r"(r10), "r"(r8), "r"(r9)
+			 : "rcx", "r11", "memory");
+	return ret;
+}
+
+#define sys0(nr) sys6(nr, 0, 0, 0, 0, 0, 0)
+#define sys1(nr, a) sys6(nr, (long)(a), 0, 0, 0, 0, 0)
+#define sys2(nr, a, b) sys6(nr, (long)(a), (long)(b), 0, 0, 0, 0)
+#define sys3(nr, a, b, c) sys6(nr, (long)(a), (long)(b), (long)(c), 0, 0, 0)
+#define sys4(nr, a, b, c, d) sys6(nr, (long)(a), (long)(b), (long)(c), (long)(d), 0, 0)
+#define sys5(nr, a, b, c, d, e) sys6(nr, (long)(a), (long)(b), (long)(c), (long)(d), (long)(e), 0)
+
+static void hand_over(struct restorer_args *a)
+{
+	/* The tracer takes it from here (or kills us if fail_step is set). */
+	sys3(NR_tgkill, a->pid, a->tid, SIGSTOP);
+	for (;;)
+		sys1(NR_exit_group, 125);
+}
+
+static int failed(struct restorer_args *a, int step, long ret, uint64_t detail)
+{
+	a->fail_step = step;
+	a->fail_errno = (int)-ret;
+	a->fail_detail = detail;
+	hand_over(a);
+	return -1;
+}
+
+#define CHECK(a, step, expr, detail)                              \
+	do {                                                      \
+		long __r = (expr);                                \
+		if (__r < 0 && __r > -4096)                       \
+			return failed(a, step, __r, (uint64_t)(detail)); \
+	} while (0)
+
+/* Unmap every range of [low, high) not covered by a kept range. */
+static int unmap_all_but_kept(struct restorer_args *a)
+{
+	const uint64_t low = 4096, high = 0x7ffffffff000ull;
+	uint64_t cur = low;
+
+	/* kept ranges are sorted by the restore code */
+	for (uint32_t i = 0; i <= a->nr_keep; i++) {
+		uint64_t next = i < a->nr_keep ? a->keep[i].start : high;
+
+		if (next > cur)
+			CHECK(a, RSTEP_UNMAP, sys2(NR_munmap, cur, next - cur), cur);
+		if (i < a->nr_keep && a->keep[i].end > cur)
+			cur = a->keep[i].end;
+	}
+	return 0;
+}
+
+static int move_range(struct restorer_args *a, int step, uint64_t from, uint64_t to, uint64_t len)
+{
+	long r;
+
+	if (from == to)
+		return 0;
+	r = sys5(NR_mremap, from, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, to);
+	if (r < 0 && r > -4096)
+		return failed(a, step, r, to);
+	return 0;
+}
+
+static int rebuild_memory(struct restorer_args *a)
+{
+	const struct restorer_move *moves = (const struct restorer_move *)a->moves;
+
+	if (unmap_all_but_kept(a))
+		return -1;
+	for (uint32_t i = 0; i < a->nr_special; i++)
+		if (move_range(a, RSTEP_PARK_VDSO, a->special_now[i].start, a->special_park[i],
+			       a->special_now[i].end - a->special_now[i].start))
+			return -1;
+	for (uint32_t i = 0; i < a->nr_moves; i++)
+		if (move_range(a, RSTEP_MOVE_AREAS, moves[i].from, moves[i].to, moves[i].len))
+			return -1;
+	for (uint32_t i = 0; i < a->nr_special; i++) {
+		uint64_t len = a->special_now[i].end - a->special_now[i].start;
+
+		if (a->special_target[i])
+			CHECK(a, RSTEP_PLACE_VDSO,
+			      sys5(NR_mremap, a->special_park[i], len, len,
+				   MREMAP_MAYMOVE | MREMAP_FIXED, a->special_target[i]),
+			      a->special_target[i]);
+		else
+			CHECK(a, RSTEP_PLACE_VDSO, sys2(NR_munmap, a->special_park[i], len),
+			      a->special_park[i]);
+	}
+	if (a->premap.end > a->premap.start)
+		CHECK(a, RSTEP_DROP_PREMAP,
+		      sys2(NR_munmap, a->premap.start, a->premap.end - a->premap.start),
+		      a->premap.start);
+	return 0;
+}
+
+static int restore_signals_and_timers(struct restorer_args *a)
+{
+	for (int sig = 1; sig <= RESTORER_NSIG; sig++) {
+		if (sig == SIGKILL || sig == SIGSTOP)
+			continue;
+		CHECK(a, RSTEP_SIGACTION,
+		      sys4(NR_rt_sigaction, sig, &a->sigactions[sig - 1], 0, 8), sig);
+	}
+	for (int which = 0; which < 3; which++)
+		CHECK(a, RSTEP_ITIMER, sys3(NR_setitimer, which, &a->itimers[which], 0), which);
+	if (!(a->sas_flags & SS_DISABLE)) {
+		struct {
+			uint64_t sp;
+			int32_t flags;
+			int32_t pad;
+			uint64_t size;
+		} ss = { a->sas_sp, a->sas_flags & ~SS_ONSTACK, 0, a->sas_size };
+
+		CHECK(a, RSTEP_SIGALTSTACK, sys2(NR_sigaltstack, &ss, 0), a->sas_sp);
+	}
+	return 0;
+}
+
+static int restore_prctls(struct restorer_args *a)
+{
+	sys1(NR_personality, a->personality);
+	CHECK(a, RSTEP_PRCTL, sys2(NR_prctl, PR_SET_NAME, a->comm), PR_SET_NAME);
+	CHECK(a, RSTEP_PRCTL, sys2(NR_prctl, PR_SET_CHILD_SUBREAPER, a->child_subreaper),
+	      PR_SET_CHILD_SUBREAPER);
+	CHECK(a, RSTEP_PRCTL, sys2(NR_prctl, PR_SET_TIMERSLACK, a->timerslack_ns),
+	      PR_SET_TIMERSLACK);
+	if (a->thp_disable)
+		CHECK(a, RSTEP_PRCTL, sys5(NR_prctl, PR_SET_THP_DISABLE, 1, 0, 0, 0),
+		      PR_SET_THP_DISABLE);
+	sys1(NR_set_tid_address, a->clear_child_tid);
+	if (a->robust_list)
+		CHECK(a, RSTEP_TID_ADDRESS,
+		      sys2(NR_set_robust_list, a->robust_list, a->robust_list_len), 0);
+	return 0;
+}
+
+static int restore_rlimits(struct restorer_args *a)
+{
+	for (int r = 0; r < RESTORER_NLIMITS; r++)
+		CHECK(a, RSTEP_RLIMIT, sys4(NR_prlimit64, 0, r, &a->rlimits[r], 0), r);
+	return 0;
+}
+
+static int restore_creds(struct restorer_args *a)
+{
+	struct {
+		uint32_t version;
+		int32_t pid;
+	} hdr = { CAP_VERSION_3, 0 };
+	struct {
+		uint32_t effective, permitted, inheritable;
+	} data[2] = {
+		{ (uint32_t)a->cap_eff, (uint32_t)a->cap_prm, (uint32_t)a->cap_inh },
+		{ (uint32_t)(a->cap_eff >> 32), (uint32_t)(a->cap_prm >> 32),
+		  (uint32_t)(a->cap_inh >> 32) },
+	};
+
+	if (!a->change_creds)
+		return 0;
+	/* Drop bounding caps and set securebits while still privileged. */
+	for (int cap = 0; cap <= CAP_LAST; cap++)
+		if (!(a->cap_bnd & (1ull << cap))) {
+			long r = sys2(NR_prctl, PR_CAPBSET_DROP, cap);
+			if (r < 0 && r != -22)	/* EINVAL: cap unknown to this kernel */
+				return failed(a, RSTEP_CREDS, r, cap);
+		}
+	CHECK(a, RSTEP_CREDS, sys2(NR_prctl, PR_SET_SECUREBITS, a->securebits | SECBIT_KEEP_CAPS),
+	      1);
+	CHECK(a, RSTEP_CREDS, sys2(NR_setgroups, a->ngroups, a->groups), 2);
+	CHECK(a, RSTEP_CREDS, sys3(NR_setresgid, a->gid[0], a->gid[1], a->gid[2]), 3);
+	sys1(NR_setfsgid, a->gid[3]);
+	CHECK(a, RSTEP_CREDS, sys3(NR_setresuid, a->uid[0], a->uid[1], a->uid[2]), 4);
+	sys1(NR_setfsuid, a->uid[3]);
+	CHECK(a, RSTEP_CREDS, sys2(NR_capset, &hdr, data), 5);
+	for (int cap = 0; cap <= CAP_LAST; cap++)
+		if (a->cap_amb & (1ull << cap))
+			CHECK(a, RSTEP_CREDS,
+			      sys5(NR_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0), cap);
+	if (!(a->securebits & SECBIT_KEEP_CAPS))
+		CHECK(a, RSTEP_CREDS, sys2(NR_prctl, PR_SET_KEEPCAPS, 0), 6);
+	return 0;
+}
+
+static int queue_signals(struct restorer_args *a)
+{
+	const struct restorer_siginfo *s = (const struct restorer_siginfo *)a->sigs;
+
+	for (uint32_t i = 0; i < a->nr_sigs; i++) {
+		if (s[i].tid)
+			CHECK(a, RSTEP_SIGQUEUE,
+			      sys4(NR_rt_tgsigqueueinfo, a->pid, a->tid, s[i].signo, s[i].info),
+			      s[i].signo);
+		else
+			CHECK(a, RSTEP_SIGQUEUE,
+			      sys3(NR_rt_sigqueueinfo, a->pid, s[i].signo, s[i].info), s[i].signo);
+	}
+	return 0;
+}
+
+__attribute__((section(".text.entry"), used, noreturn)) void
+restorer_entry(struct restorer_args *a)
+{
+	if (rebuild_memory(a))
+		goto out;
+	a->mm.auxv = (uint64_t)a->auxv;
+
+	{
+		long r = sys5(NR_prctl, PR_SET_MM, PR_SET_MM_MAP, &a->mm, sizeof(a->mm), 0);
+		if (r < 0 && r > -4096) {
+			failed(a, RSTEP_MM_MAP, r, 0);
+			goto out;
+		}
+	}
+	if (restore_signals_and_timers(a) || restore_prctls(a) || restore_rlimits(a))
+		goto out;
+	for (uint32_t i = 0; i < a->nr_close_fds; i++)
+		sys1(NR_close, a->close_fds[i]);
+	if (restore_creds(a))
+		goto out;
+	/* after the credentials: changing them resets the dumpable flag */
+	if (a->pdeathsig)
+		sys2(NR_prctl, PR_SET_PDEATHSIG, a->pdeathsig);
+	sys2(NR_prctl, PR_SET_DUMPABLE, a->dumpable);
+	if (a->no_new_privs)
+		sys5(NR_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+	if (queue_signals(a))
+		goto out;
+	if (a->rseq_ptr) {
+		long r = sys4(NR_rseq, a->rseq_ptr, a->rseq_len, 0, a->rseq_sig);
+		if (r < 0 && r > -4096) {
+			failed(a, RSTEP_RSEQ, r, a->rseq_ptr);
+			goto out;
+		}
+	}
+out:
+	hand_over(a);
+	__builtin_unreachable();
+}

@@ -1,0 +1,150 @@
+/*
+ * The contract between the restore code (src/restore/, libc world) and the
+ * freestanding restorer (src/restorer/restorer.c, no libc), which runs
+ * inside the task being restored after its old image is gone.
+ *
+ * The restore code maps one "restorer area": the blob (code) at its start,
+ * then struct restorer_args and the tables it points to, then a stack, then
+ * a parking place for the vDSO. Everything here is plain data: no pointers
+ * to the libc world survive the unmapping.
+ */
+#ifndef CRYO_RESTORER_H
+#define CRYO_RESTORER_H
+
+#include <stdint.h>
+
+#define RESTORER_MAX_KEEP 8
+#define RESTORER_MAX_SPECIAL 3	/* [vvar], [vvar_vclock], [vdso] */
+#define RESTORER_MAX_CLOSE 16
+#define RESTORER_NSIG 64
+#define RESTORER_NLIMITS 16
+#define RESTORER_MAX_GROUPS 256
+
+/* Steps, in order; on failure args->fail_step says which one failed. */
+enum restorer_step {
+	RSTEP_NONE = 0,
+	RSTEP_UNMAP,
+	RSTEP_PARK_VDSO,
+	RSTEP_MOVE_AREAS,
+	RSTEP_PLACE_VDSO,
+	RSTEP_DROP_PREMAP,
+	RSTEP_MM_MAP,
+	RSTEP_SIGACTION,
+	RSTEP_ITIMER,
+	RSTEP_SIGALTSTACK,
+	RSTEP_PRCTL,
+	RSTEP_TID_ADDRESS,
+	RSTEP_RLIMIT,
+	RSTEP_CLOSE_FDS,
+	RSTEP_CREDS,
+	RSTEP_DUMPABLE,
+	RSTEP_SIGQUEUE,
+	RSTEP_RSEQ,
+	RSTEP_COUNT,
+};
+
+struct restorer_range {
+	uint64_t start, end;
+};
+
+struct restorer_move {
+	uint64_t from, to, len;
+};
+
+/* Kernel ABI structs, spelled out so the restorer needs no libc headers. */
+struct restorer_sigaction {
+	uint64_t handler, flags, restorer, mask;
+};
+
+struct restorer_itimerval {
+	int64_t interval_sec, interval_usec, value_sec, value_usec;
+};
+
+struct restorer_rlimit {
+	uint64_t cur, max;
+};
+
+/* Same layout as struct prctl_mm_map (linux/prctl.h). */
+struct restorer_mm_map {
+	uint64_t start_code, end_code, start_data, end_data;
+	uint64_t start_brk, brk, start_stack;
+	uint64_t arg_start, arg_end, env_start, env_end;
+	uint64_t auxv;		/* pointer into the restorer area */
+	uint32_t auxv_size;
+	uint32_t exe_fd;
+};
+
+struct restorer_siginfo {
+	int32_t tid;		/* 0: process-wide queue */
+	int32_t signo;
+	uint8_t info[128];
+};
+
+struct restorer_args {
+	/* step bookkeeping, read back by the tracer */
+	int32_t fail_step;
+	int32_t fail_errno;
+	uint64_t fail_detail;
+
+	int32_t pid, tid;
+
+	/* 1. unmap everything of the restoring process but these ranges */
+	struct restorer_range keep[RESTORER_MAX_KEEP];
+	uint32_t nr_keep;
+
+	/* 2-4. kernel areas: where ours are, where to park, where they go */
+	uint32_t nr_special;
+	struct restorer_range special_now[RESTORER_MAX_SPECIAL];
+	uint64_t special_park[RESTORER_MAX_SPECIAL];
+	uint64_t special_target[RESTORER_MAX_SPECIAL];	/* 0: unmap it */
+
+	/* 3. premapped areas to move into place; then the premap region goes */
+	uint64_t moves;		/* struct restorer_move[nr_moves], in the area */
+	uint32_t nr_moves;
+	uint32_t pad0;
+	struct restorer_range premap;
+
+	struct restorer_mm_map mm;
+	uint64_t auxv[2 * 64];
+
+	struct restorer_sigaction sigactions[RESTORER_NSIG];
+	struct restorer_itimerval itimers[3];
+	uint64_t sas_sp, sas_size;
+	int32_t sas_flags;
+	int32_t personality;
+	char comm[16];
+	int32_t pdeathsig;
+	int32_t dumpable;
+	int32_t child_subreaper;
+	int32_t thp_disable;
+	uint64_t timerslack_ns;
+	uint64_t clear_child_tid;
+	uint64_t robust_list, robust_list_len;
+
+	struct restorer_rlimit rlimits[RESTORER_NLIMITS];
+
+	int32_t close_fds[RESTORER_MAX_CLOSE];
+	uint32_t nr_close_fds;
+
+	/* credentials; change_creds = 0 when they equal the restorer's own */
+	int32_t change_creds;
+	uint32_t uid[4], gid[4];
+	uint32_t ngroups;
+	uint32_t groups[RESTORER_MAX_GROUPS];
+	uint64_t cap_inh, cap_prm, cap_eff, cap_bnd, cap_amb;
+	uint32_t securebits;
+	uint32_t no_new_privs;
+
+	uint64_t sigs;		/* struct restorer_siginfo[nr_sigs], in the area */
+	uint32_t nr_sigs;
+
+	uint32_t rseq_len;
+	uint64_t rseq_ptr;
+	uint32_t rseq_sig;
+	uint32_t pad1;
+};
+
+/* Entry point: the first byte of the blob. Never returns. */
+typedef void (*restorer_entry_fn)(struct restorer_args *args);
+
+#endif

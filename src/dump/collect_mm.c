@@ -225,7 +225,10 @@ static int classify(struct dump_ctx *c, const struct proc_vma *pv, struct cryo_i
 	if (v->name == (cryo_str_t)-1)
 		return CRYO_EINTERNAL;
 
-	if (pv->vmflags & VMF_HUGETLB)
+	if (p[0] == '[' && (!strcmp(p, "[vdso]") || !strncmp(p, "[vvar", 5) ||
+			    !strcmp(p, "[vsyscall]")))
+		what = NULL;	/* the kernel's own: flags do not matter */
+	else if (pv->vmflags & VMF_HUGETLB)
 		what = "hugetlbfs memory";
 	else if (pv->vmflags & VMF_IO)
 		what = "device (I/O) memory";

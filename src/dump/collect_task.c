@@ -76,12 +76,17 @@ static int collect_sigactions(struct dump_ctx *c)
 		int ret;
 
 		snprintf(what, sizeof(what), "rt_sigaction(%d)", sig);
-		ret = inject_value(c, __NR_rt_sigaction, sig, 0, c->task.scratch, &r, what);
-		if (!ret)
-			ret = inject_read(&c->task, 0, sa, sizeof(*sa)) ? CRYO_EINTERNAL : 0;
-		(void)r;
+		/* the kernel wants the sigset size as 4th argument */
+		ret = inject_syscall(&c->task, __NR_rt_sigaction, sig, 0, c->task.scratch,
+				     sizeof(uint64_t), 0, 0, &r);
 		if (ret)
 			return ret;
+		if (r < 0)
+			return cryo_fail(CRYO_EINTERNAL, "process %d: %s failed inside the task: %s",
+					 c->pid, what, strerror((int)-r));
+		if (inject_read(&c->task, 0, sa, sizeof(*sa)))
+			return cryo_fail(CRYO_EINTERNAL, "process %d: reading result of %s", c->pid,
+					 what);
 	}
 	return 0;
 }

@@ -386,5 +386,11 @@ int restore_validate(struct restore_ctx *r)
 		ret = validate_vdso(r);
 	if (!ret)
 		ret = check_pid_free(r);
+	if (!ret && r->task.sid != r->task.pid && getsid(0) != r->task.sid)
+		ret = cryo_fail(CRYO_EUNSUPP,
+				"restore: task %d belonged to session %d, which is not cryo's (%d): "
+				"restore it from a process of that session, or checkpoint a process "
+				"that leads its own session (setsid)", r->task.pid, r->task.sid,
+				getsid(0));
 	return ret;
 }

@@ -35,6 +35,35 @@ static pid_t clone_with_pid(pid_t pid)
 	return syscall(SYS_clone3, &args, sizeof(args));
 }
 
+/*
+ * Give the new task its session and process group. A task that led its own
+ * session or group gets it back with setsid()/setpgid(); otherwise it must
+ * join a group of the restoring cryo's own session that still exists.
+ * Sessions and groups whose leader is gone need helper tasks (process trees).
+ */
+static int restore_session_and_group(struct restore_ctx *r)
+{
+	pid_t pid = r->task.pid, sid = r->task.sid, pgid = r->task.pgid;
+
+	if (sid == pid) {
+		if (setsid() < 0)
+			return cryo_fail(CRYO_ERESTORE, "restore: task %d: setsid: %s", pid,
+					 strerror(errno));
+		return 0;
+	}
+	if (getsid(0) != sid)
+		return cryo_fail(CRYO_EUNSUPP,
+				 "restore: task %d belonged to session %d, which is not cryo's "
+				 "(%d): restore it from a process of that session, or restore a "
+				 "process that leads its own session", pid, sid, getsid(0));
+	if (pgid == getpgid(0))
+		return 0;
+	if (setpgid(0, pgid == pid ? 0 : pgid) < 0)
+		return cryo_fail(CRYO_EUNSUPP, "restore: task %d: cannot join process group %d: %s",
+				 pid, pgid, strerror(errno));
+	return 0;
+}
+
 /* The child's life: wait to be seized, then run phases 30 and 40. */
 static void __attribute__((noreturn)) child_main(struct restore_ctx *r)
 {
@@ -49,7 +78,8 @@ static void __attribute__((noreturn)) child_main(struct restore_ctx *r)
 	if (read(r->go_pipe[0], &go, 1) != 1)
 		_exit(CHILD_EXIT_FAILED);
 	close(r->go_pipe[0]);
-	restore_files(r);
+	if (restore_session_and_group(r) == 0)
+		restore_files(r);
 	/* restore_files/restore_memory_and_jump only return on failure */
 	_exit(CHILD_EXIT_FAILED);
 }

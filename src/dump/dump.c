@@ -22,6 +22,9 @@
 
 #define BLOB_CHUNK_BYTES (8ul << 20)
 
+static const int deferred_signals[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2,
+					SIGPIPE, SIGALRM, SIGTSTP, SIGTTIN, SIGTTOU, SIGXFSZ };
+
 static uint64_t read_xcr0(void)
 {
 	uint32_t lo, hi;
@@ -144,6 +147,17 @@ int cryo_checkpoint(const struct cryo_checkpoint_opts *opts)
 	if (opts->pid == getpid())
 		return cryo_fail(CRYO_EUSAGE, "cryo cannot checkpoint itself");
 
+	/*
+	 * While the target is frozen, a signal must not end cryo between two
+	 * ptrace calls: defer the catchable ones until it is thawed. (SIGKILL
+	 * cannot be deferred; see docs/cryo.1, BUGS.)
+	 */
+	sigset_t defer, old_mask;
+	sigemptyset(&defer);
+	for (size_t i = 0; i < ARRAY_SIZE(deferred_signals); i++)
+		sigaddset(&defer, deferred_signals[i]);
+	sigprocmask(SIG_BLOCK, &defer, &old_mask);
+
 	ret = ptrace_freeze(&c.task);
 	if (ret)
 		goto out;
@@ -191,6 +205,7 @@ out:
 		imgw_abort(w);
 	if (frozen)
 		ptrace_thaw(&c.task);
+	sigprocmask(SIG_SETMASK, &old_mask, NULL);
 	free_ctx(&c);
 	return ret;
 }

@@ -142,8 +142,8 @@ struct img_writer {
 static int w_fail(struct img_writer *w, int err, const char *what)
 {
 	w->err = CRYO_EWRITE;
-	return cryo_fail(CRYO_EWRITE, "image %s: %s %s at offset %llu: %s", w->path, what,
-			 w->tmp_path, (unsigned long long)w->off, strerror(err));
+	return cryo_fail(CRYO_EWRITE, "image %s: %s %s: %s", w->path, what, w->tmp_path,
+			 strerror(err));
 }
 
 /* write() all of iov, retrying short writes and EINTR. */
@@ -542,6 +542,7 @@ struct img_reader {
 struct scan {
 	int fd;
 	unsigned char *buf;
+	size_t buf_size;	/* at least one page, at most SCAN_CHUNK_BYTES */
 	uint64_t buf_off;	/* file offset of buf[0] */
 	size_t buf_len;
 };
@@ -583,7 +584,7 @@ static int read_at(const struct img_reader *r, void *p, size_t n, uint64_t off)
 }
 
 /*
- * Make at least min_bytes at off available (min_bytes <= SCAN_CHUNK_BYTES,
+ * Make at least min_bytes at off available (min_bytes <= s->buf_size,
  * off + min_bytes <= limit). *p points at them, *avail says how many
  * contiguous bytes (up to limit) are in the buffer.
  */
@@ -598,8 +599,8 @@ static int scan_at(const struct img_reader *r, struct scan *s, uint64_t off, siz
 	if (off < s->buf_off || off + min_bytes > s->buf_off + s->buf_len) {
 		uint64_t n = limit - off;
 
-		if (n > SCAN_CHUNK_BYTES)
-			n = SCAN_CHUNK_BYTES;
+		if (n > s->buf_size)
+			n = s->buf_size;
 		ret = read_at(r, s->buf, n, off);
 		if (ret)
 			return ret;
@@ -899,8 +900,7 @@ int imgr_open(struct img_reader **rp, const char *path)
 		return CRYO_EINTERNAL;
 	r->fd = -1;
 	r->path = strdup(path);
-	s.buf = malloc(SCAN_CHUNK_BYTES);
-	if (!r->path || !s.buf) {
+	if (!r->path) {
 		ret = cryo_fail(CRYO_EINTERNAL, "image %s: out of memory", path);
 		goto out_err;
 	}
@@ -920,6 +920,15 @@ int imgr_open(struct img_reader **rp, const char *path)
 	}
 	fcntl(r->fd, F_SETFL, 0);
 	r->file_size = st.st_size;
+	/* small images, small buffer; never less than the header page */
+	s.buf_size = r->file_size < SCAN_CHUNK_BYTES ? r->file_size : SCAN_CHUNK_BYTES;
+	if (s.buf_size < FIRST_SECTION_OFFSET)
+		s.buf_size = FIRST_SECTION_OFFSET;
+	s.buf = malloc(s.buf_size);
+	if (!s.buf) {
+		ret = cryo_fail(CRYO_EINTERNAL, "image %s: out of memory", path);
+		goto out_err;
+	}
 	/* One sequential pass over everything: let the kernel read ahead widely. */
 	posix_fadvise(r->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 	s.fd = r->fd;
@@ -1004,6 +1013,7 @@ static int load_entries(struct img_reader *r, size_t i, unsigned char *out,
 	const struct cryo_img_index_entry *e = &r->index[i];
 	uint64_t off = e->offset + SECTION_HEADER_BYTES, len = e->length, pos = 0;
 	unsigned char *buf = NULL;
+	size_t chunk;
 	uint32_t crc = 0;
 	int ret = 0;
 
@@ -1014,11 +1024,12 @@ static int load_entries(struct img_reader *r, size_t i, unsigned char *out,
 		crc = crc32c(0, out, len);
 		goto out_check;
 	}
-	buf = malloc(SCAN_CHUNK_BYTES);
+	chunk = len < SCAN_CHUNK_BYTES ? len : SCAN_CHUNK_BYTES;
+	buf = malloc(chunk ? chunk : 1);
 	if (!buf)
 		return bad(r, "out of memory");
 	while (pos < len) {
-		size_t n = len - pos < SCAN_CHUNK_BYTES ? len - pos : SCAN_CHUNK_BYTES;
+		size_t n = len - pos < chunk ? len - pos : chunk;
 
 		ret = read_at(r, buf, n, off + pos);
 		if (ret)

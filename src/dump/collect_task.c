@@ -32,35 +32,35 @@ struct cryo_rseq_configuration {
 	uint32_t pad;
 };
 
-static int inject_value(struct dump_ctx *c, long nr, uint64_t a1, uint64_t a2, uint64_t a3,
-			int64_t *out, const char *what)
+static int inject_value(struct dump_ctx *c, struct frozen_task *t, long nr, uint64_t a1,
+			uint64_t a2, uint64_t a3, int64_t *out, const char *what)
 {
-	int ret = inject_syscall(&c->task, nr, a1, a2, a3, 0, 0, 0, out);
+	int ret = inject_syscall(t, nr, a1, a2, a3, 0, 0, 0, out);
 
 	if (ret)
 		return ret;
 	if (*out < 0 && *out > -4096)
-		return cryo_fail(CRYO_EINTERNAL, "process %d: %s failed inside the task: %s",
-				 c->pid, what, strerror((int)-*out));
+		return cryo_fail(CRYO_EINTERNAL, "task %d of process %d: %s failed inside it: %s",
+				 t->tid, c->pid, what, strerror((int)-*out));
 	return 0;
 }
 
 /* Run a syscall whose result is written to scratch memory, then copy it out. */
-static int inject_out(struct dump_ctx *c, long nr, uint64_t a1, uint64_t a2_is_scratch,
-		      uint64_t a3, void *out, size_t len, const char *what)
+static int inject_out(struct dump_ctx *c, struct frozen_task *t, long nr, uint64_t a1,
+		      uint64_t a2_is_scratch, uint64_t a3, void *out, size_t len, const char *what)
 {
 	int64_t r;
-	uint64_t scratch = c->task.scratch;
+	uint64_t scratch = t->scratch;
 	int ret;
 
 	/* a2_is_scratch selects which argument points at the scratch buffer */
 	if (a2_is_scratch)
-		ret = inject_value(c, nr, a1, scratch, a3, &r, what);
+		ret = inject_value(c, t, nr, a1, scratch, a3, &r, what);
 	else
-		ret = inject_value(c, nr, a1, a3, scratch, &r, what);
+		ret = inject_value(c, t, nr, a1, a3, scratch, &r, what);
 	if (ret)
 		return ret;
-	ret = inject_read(&c->task, 0, out, len);
+	ret = inject_read(t, 0, out, len);
 	if (ret)
 		return cryo_fail(CRYO_EINTERNAL, "process %d: reading result of %s: %s", c->pid,
 				 what, strerror(-ret));
@@ -69,6 +69,8 @@ static int inject_out(struct dump_ctx *c, long nr, uint64_t a1, uint64_t a2_is_s
 
 static int collect_sigactions(struct dump_ctx *c)
 {
+	struct frozen_task *main = &c->threads[0];
+
 	for (int sig = 1; sig <= CRYO_NSIG; sig++) {
 		struct cryo_img_sigaction *sa = &c->img_task.sigactions[sig - 1];
 		char what[48];
@@ -77,43 +79,36 @@ static int collect_sigactions(struct dump_ctx *c)
 
 		snprintf(what, sizeof(what), "rt_sigaction(%d)", sig);
 		/* the kernel wants the sigset size as 4th argument */
-		ret = inject_syscall(&c->task, __NR_rt_sigaction, sig, 0, c->task.scratch,
+		ret = inject_syscall(main, __NR_rt_sigaction, sig, 0, main->scratch,
 				     sizeof(uint64_t), 0, 0, &r);
 		if (ret)
 			return ret;
 		if (r < 0)
 			return cryo_fail(CRYO_EINTERNAL, "process %d: %s failed inside the task: %s",
 					 c->pid, what, strerror((int)-r));
-		if (inject_read(&c->task, 0, sa, sizeof(*sa)))
+		if (inject_read(main, 0, sa, sizeof(*sa)))
 			return cryo_fail(CRYO_EINTERNAL, "process %d: reading result of %s", c->pid,
 					 what);
 	}
 	return 0;
 }
 
-static int collect_injected(struct dump_ctx *c)
+/* Process-wide state only the task can tell, asked through its main thread. */
+static int collect_injected_process(struct dump_ctx *c)
 {
 	struct cryo_img_task *t = &c->img_task;
-	struct cryo_img_thread *th = &c->img_thread;
+	struct frozen_task *main = &c->threads[0];
 	int64_t r;
 	int ret, val;
-	struct {
-		uint64_t sp;
-		int32_t flags;
-		int32_t pad;
-		uint64_t size;
-	} ss;
 
-	ret = inject_prepare(&c->task);
-	if (ret)
-		return ret;
 	ret = collect_sigactions(c);
 	if (ret)
 		return ret;
 	for (int which = 0; which < 3; which++) {
 		struct itimerval itv;
 
-		ret = inject_out(c, __NR_getitimer, which, 1, 0, &itv, sizeof(itv), "getitimer");
+		ret = inject_out(c, main, __NR_getitimer, which, 1, 0, &itv, sizeof(itv),
+				 "getitimer");
 		if (ret)
 			return ret;
 		t->itimers[which].interval_sec = itv.it_interval.tv_sec;
@@ -121,128 +116,168 @@ static int collect_injected(struct dump_ctx *c)
 		t->itimers[which].value_sec = itv.it_value.tv_sec;
 		t->itimers[which].value_usec = itv.it_value.tv_usec;
 	}
-	ret = inject_out(c, __NR_sigaltstack, 0, 1, 0, &ss, sizeof(ss), "sigaltstack");
-	if (ret)
-		return ret;
-	th->sas_sp = ss.sp;
-	th->sas_flags = ss.flags;
-	th->sas_size = ss.size;
-
-	ret = inject_value(c, __NR_brk, 0, 0, 0, &r, "brk");
+	ret = inject_value(c, main, __NR_brk, 0, 0, 0, &r, "brk");
 	if (ret)
 		return ret;
 	t->brk = r;
-	ret = inject_out(c, __NR_prctl, PR_GET_PDEATHSIG, 1, 0, &val, sizeof(val),
+	ret = inject_out(c, main, __NR_prctl, PR_GET_PDEATHSIG, 1, 0, &val, sizeof(val),
 			 "prctl(PR_GET_PDEATHSIG)");
 	if (ret)
 		return ret;
 	t->pdeathsig = val;
-	ret = inject_out(c, __NR_prctl, PR_GET_CHILD_SUBREAPER, 1, 0, &val, sizeof(val),
+	ret = inject_out(c, main, __NR_prctl, PR_GET_CHILD_SUBREAPER, 1, 0, &val, sizeof(val),
 			 "prctl(PR_GET_CHILD_SUBREAPER)");
 	if (ret)
 		return ret;
 	t->child_subreaper = val;
-	ret = inject_out(c, __NR_prctl, PR_GET_TID_ADDRESS, 1, 0, &th->clear_child_tid,
-			 sizeof(th->clear_child_tid), "prctl(PR_GET_TID_ADDRESS)");
-	if (ret)
-		return ret;
-	ret = inject_value(c, __NR_prctl, PR_GET_DUMPABLE, 0, 0, &r, "prctl(PR_GET_DUMPABLE)");
+	ret = inject_value(c, main, __NR_prctl, PR_GET_DUMPABLE, 0, 0, &r,
+			   "prctl(PR_GET_DUMPABLE)");
 	if (ret)
 		return ret;
 	t->dumpable = r;
-	ret = inject_value(c, __NR_prctl, PR_GET_TIMERSLACK, 0, 0, &r, "prctl(PR_GET_TIMERSLACK)");
+	ret = inject_value(c, main, __NR_prctl, PR_GET_TIMERSLACK, 0, 0, &r,
+			   "prctl(PR_GET_TIMERSLACK)");
 	if (ret)
 		return ret;
 	t->timerslack_ns = r;
-	ret = inject_value(c, __NR_prctl, PR_GET_THP_DISABLE, 0, 0, &r,
+	ret = inject_value(c, main, __NR_prctl, PR_GET_THP_DISABLE, 0, 0, &r,
 			   "prctl(PR_GET_THP_DISABLE)");
 	if (ret)
 		return ret;
 	t->thp_disable = r;
-	ret = inject_value(c, __NR_prctl, PR_GET_SECUREBITS, 0, 0, &r, "prctl(PR_GET_SECUREBITS)");
+	ret = inject_value(c, main, __NR_prctl, PR_GET_SECUREBITS, 0, 0, &r,
+			   "prctl(PR_GET_SECUREBITS)");
 	if (ret)
 		return ret;
 	t->securebits = r;
 	return 0;
 }
 
-static int collect_signals(struct dump_ctx *c)
+/* Per-thread state only the thread can tell. */
+static int collect_injected_thread(struct dump_ctx *c, int i)
 {
-	struct cryo_img_thread *th = &c->img_thread;
+	struct frozen_task *ft = &c->threads[i];
+	struct cryo_img_thread *th = &c->img_threads[i];
+	struct {
+		uint64_t sp;
+		int32_t flags;
+		int32_t pad;
+		uint64_t size;
+	} ss;
+	uint64_t tid_address;
 	int ret;
 
-	if (ptrace(PTRACE_GETSIGMASK, c->pid, sizeof(uint64_t), &th->sigmask) < 0)
-		return cryo_fail(CRYO_EINTERNAL, "task %d: PTRACE_GETSIGMASK: %s", c->pid,
-				 strerror(errno));
-	/* Signals the task dequeued while being frozen were at the head of its queue. */
-	for (int i = 0; i < c->task.nr_dequeued; i++) {
-		struct cryo_img_siginfo *s = realloc(c->sigs, (c->nr_sigs + 1) * sizeof(*s));
-		if (!s)
-			return CRYO_EINTERNAL;
-		c->sigs = s;
-		s[c->nr_sigs].tid = c->pid;
-		s[c->nr_sigs].pid = c->pid;
-		memcpy(s[c->nr_sigs].info, &c->task.dequeued[i], sizeof(siginfo_t));
-		c->nr_sigs++;
-	}
-	for (int shared = 0; shared < 2; shared++) {
-		struct __ptrace_peeksiginfo_args args = {
-			.off = 0, .flags = shared ? PTRACE_PEEKSIGINFO_SHARED : 0, .nr = 16,
-		};
-		siginfo_t si[16];
-
-		for (;;) {
-			long n = ptrace(PTRACE_PEEKSIGINFO, c->pid, &args, si);
-			if (n < 0) {
-				ret = cryo_fail(CRYO_EINTERNAL, "task %d: PTRACE_PEEKSIGINFO: %s",
-						c->pid, strerror(errno));
-				return ret;
-			}
-			if (n == 0)
-				break;
-			struct cryo_img_siginfo *s = realloc(c->sigs, (c->nr_sigs + n) * sizeof(*s));
-			if (!s)
-				return CRYO_EINTERNAL;
-			c->sigs = s;
-			for (long i = 0; i < n; i++) {
-				s[c->nr_sigs].tid = shared ? 0 : c->pid;
-				s[c->nr_sigs].pid = c->pid;
-				memcpy(s[c->nr_sigs].info, &si[i], sizeof(siginfo_t));
-				c->nr_sigs++;
-			}
-			args.off += n;
-		}
-	}
+	ret = inject_prepare(ft);
+	if (ret)
+		return ret;
+	ret = inject_out(c, ft, __NR_sigaltstack, 0, 1, 0, &ss, sizeof(ss), "sigaltstack");
+	if (ret)
+		return ret;
+	th->sas_sp = ss.sp;
+	th->sas_flags = ss.flags;
+	th->sas_size = ss.size;
+	ret = inject_out(c, ft, __NR_prctl, PR_GET_TID_ADDRESS, 1, 0, &tid_address,
+			 sizeof(tid_address), "prctl(PR_GET_TID_ADDRESS)");
+	if (ret)
+		return ret;
+	th->clear_child_tid = tid_address;
 	return 0;
 }
 
-static int collect_thread(struct dump_ctx *c)
+static int add_siginfo(struct dump_ctx *c, pid_t tid, const siginfo_t *si)
 {
-	struct cryo_img_thread *th = &c->img_thread;
+	struct cryo_img_siginfo *s = realloc(c->sigs, (c->nr_sigs + 1) * sizeof(*s));
+
+	if (!s)
+		return CRYO_EINTERNAL;
+	c->sigs = s;
+	s[c->nr_sigs].tid = tid;
+	s[c->nr_sigs].pid = c->pid;
+	memcpy(s[c->nr_sigs].info, si, sizeof(siginfo_t));
+	c->nr_sigs++;
+	return 0;
+}
+
+/* Pending signals of one queue: a thread's private one, or the shared one (tid 0). */
+static int collect_queue(struct dump_ctx *c, pid_t tid, int shared)
+{
+	struct __ptrace_peeksiginfo_args args = {
+		.off = 0, .flags = shared ? PTRACE_PEEKSIGINFO_SHARED : 0, .nr = 16,
+	};
+	siginfo_t si[16];
+
+	for (;;) {
+		long n = ptrace(PTRACE_PEEKSIGINFO, tid, &args, si);
+
+		if (n < 0)
+			return cryo_fail(CRYO_EINTERNAL, "task %d: PTRACE_PEEKSIGINFO: %s", tid,
+					 strerror(errno));
+		if (n == 0)
+			return 0;
+		for (long i = 0; i < n; i++)
+			if (add_siginfo(c, shared ? 0 : tid, &si[i]))
+				return CRYO_EINTERNAL;
+		args.off += n;
+	}
+}
+
+static int collect_signals(struct dump_ctx *c)
+{
+	int ret;
+
+	for (int i = 0; i < c->nr_threads; i++) {
+		struct frozen_task *ft = &c->threads[i];
+		uint64_t mask;
+
+		if (ptrace(PTRACE_GETSIGMASK, ft->tid, sizeof(mask), &mask) < 0)
+			return cryo_fail(CRYO_EINTERNAL, "task %d: PTRACE_GETSIGMASK: %s", ft->tid,
+					 strerror(errno));
+		c->img_threads[i].sigmask = mask;
+		/* signals a thread dequeued while being frozen were at the head of its queue */
+		for (int k = 0; k < ft->nr_dequeued; k++)
+			if (add_siginfo(c, ft->tid, &ft->dequeued[k]))
+				return CRYO_EINTERNAL;
+		ret = collect_queue(c, ft->tid, 0);
+		if (ret)
+			return ret;
+	}
+	return collect_queue(c, c->pid, 1);
+}
+
+static int collect_thread(struct dump_ctx *c, int i, uint64_t *xstate_offset)
+{
+	struct frozen_task *ft = &c->threads[i];
+	struct cryo_img_thread *th = &c->img_threads[i];
 	struct cryo_rseq_configuration rseq;
 	long robust_len = 0;
 	void *robust_head = NULL;
+	struct buf b = { 0 };
 
-	th->tid = c->pid;
+	th->tid = ft->tid;
 	th->pid = c->pid;
-	_Static_assert(sizeof(c->task.regs) == sizeof(th->regs), "user_regs_struct layout");
-	memcpy(th->regs, &c->task.regs, sizeof(th->regs));
-	th->xstate_offset = 0;
-	th->xstate_size = c->task.xstate_size;
+	_Static_assert(sizeof(ft->regs) == sizeof(th->regs), "user_regs_struct layout");
+	memcpy(th->regs, &ft->regs, sizeof(th->regs));
+	th->xstate_offset = *xstate_offset;
+	th->xstate_size = ft->xstate_size;
+	*xstate_offset += ft->xstate_size;
 	memset(&rseq, 0, sizeof(rseq));
-	if (ptrace(CRYO_PTRACE_GET_RSEQ_CONFIGURATION, c->pid, sizeof(rseq), &rseq) < 0 &&
+	if (ptrace(CRYO_PTRACE_GET_RSEQ_CONFIGURATION, ft->tid, sizeof(rseq), &rseq) < 0 &&
 	    errno != EIO && errno != EINVAL)
 		return cryo_fail(CRYO_EINTERNAL, "task %d: PTRACE_GET_RSEQ_CONFIGURATION: %s",
-				 c->pid, strerror(errno));
+				 ft->tid, strerror(errno));
 	th->rseq_ptr = rseq.rseq_abi_pointer;
 	th->rseq_len = rseq.rseq_abi_size;
 	th->rseq_sig = rseq.signature;
-	if (syscall(SYS_get_robust_list, c->pid, &robust_head, &robust_len) == 0) {
+	if (syscall(SYS_get_robust_list, ft->tid, &robust_head, &robust_len) == 0) {
 		th->robust_list = (uint64_t)robust_head;
 		th->robust_list_len = robust_len;
 	}
-	memcpy(th->comm, c->img_task.comm, sizeof(th->comm));
-	return 0;
+	if (read_proc(&b, "/proc/%d/task/%d/comm", c->pid, ft->tid) == 0 && b.len) {
+		b.data[strcspn(b.data, "\n")] = 0;
+		snprintf(th->comm, sizeof(th->comm), "%s", b.data);
+	}
+	buf_free(&b);
+	return collect_injected_thread(c, i);
 }
 
 static int readlink_str(struct dump_ctx *c, const char *what, cryo_str_t *out)
@@ -287,10 +322,9 @@ static int check_unsupported(struct dump_ctx *c, const struct proc_status *ps)
 	struct buf b = { 0 };
 	int ret = 0;
 
-	if (ps->threads != 1)
-		return cryo_fail(CRYO_EUNSUPP,
-				 "process %d has %d threads: multi-threaded processes are not "
-				 "supported yet", c->pid, ps->threads);
+	if (ps->threads != c->nr_threads)
+		return cryo_fail(CRYO_EINTERNAL, "process %d: %d threads frozen, %d exist", c->pid,
+				 c->nr_threads, ps->threads);
 	if (ps->seccomp)
 		return cryo_fail(CRYO_EUNSUPP, "process %d uses seccomp (mode %d): not supported yet",
 				 c->pid, ps->seccomp);
@@ -335,8 +369,8 @@ static int collect_ids_and_creds(struct dump_ctx *c)
 	t->ppid = st.ppid;
 	t->pgid = st.pgrp;
 	t->sid = st.session;
-	t->nr_threads = 1;
-	t->flags = c->task.group_stopped ? CRYO_TASK_STOPPED : 0;
+	t->nr_threads = c->nr_threads;
+	t->flags = c->threads[0].group_stopped ? CRYO_TASK_STOPPED : 0;
 	t->exit_signal = st.exit_signal;
 	t->umask = ps.umask;
 	memcpy(t->uid, ps.uid, sizeof(t->uid));
@@ -398,6 +432,14 @@ static int collect_ids_and_creds(struct dump_ctx *c)
 	t->cwd_path = cwd;
 	t->root_path = root;
 	{
+		const char *e = c->strings.data + exe;
+		size_t n = strlen(e);
+
+		if (n > 10 && !strcmp(e + n - 10, " (deleted)"))
+			return cryo_fail(CRYO_EUNSUPP, "process %d: its executable %s was deleted or "
+					 "replaced since it started: cannot restore it", c->pid, e);
+	}
+	{
 		char p[64];
 		struct stat sb;
 
@@ -414,19 +456,28 @@ static int collect_ids_and_creds(struct dump_ctx *c)
 
 int collect_task(struct dump_ctx *c)
 {
+	uint64_t xstate_offset = 0;
 	int ret;
 
+	c->img_threads = xzalloc(c->nr_threads * sizeof(*c->img_threads));
+	if (!c->img_threads)
+		return CRYO_EINTERNAL;
 	ret = collect_ids_and_creds(c);
 	if (ret)
 		return ret;
 	ret = fault_point("checkpoint:collect");
 	if (ret)
 		return ret;
-	ret = collect_injected(c);
+	ret = inject_prepare(&c->threads[0]);
 	if (ret)
 		return ret;
-	ret = collect_thread(c);
+	ret = collect_injected_process(c);
 	if (ret)
 		return ret;
+	for (int i = 0; i < c->nr_threads; i++) {
+		ret = collect_thread(c, i, &xstate_offset);
+		if (ret)
+			return ret;
+	}
 	return collect_signals(c);
 }

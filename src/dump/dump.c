@@ -76,6 +76,27 @@ int dump_blobs(struct dump_ctx *c, struct img_writer *w)
 	return ret;
 }
 
+/* The XSAVE areas of all threads, one after the other (offsets in THREAD). */
+static int write_xstate(struct dump_ctx *c, struct img_writer *w)
+{
+	uint64_t total = 0, off = 0;
+	uint8_t *all;
+	int ret;
+
+	for (int i = 0; i < c->nr_threads; i++)
+		total += c->threads[i].xstate_size;
+	all = malloc(total ? total : 1);
+	if (!all)
+		return cryo_fail(CRYO_EINTERNAL, "out of memory for XSAVE areas");
+	for (int i = 0; i < c->nr_threads; i++) {
+		memcpy(all + off, c->threads[i].xstate, c->threads[i].xstate_size);
+		off += c->threads[i].xstate_size;
+	}
+	ret = imgw_section(w, CRYO_SEC_XSTATE, c->pid, 0, 0, all, total);
+	free(all);
+	return ret;
+}
+
 static int write_metadata(struct dump_ctx *c, struct img_writer *w)
 {
 	int ret;
@@ -85,11 +106,11 @@ static int write_metadata(struct dump_ctx *c, struct img_writer *w)
 		ret = imgw_section(w, CRYO_SEC_TASK, c->pid, sizeof(c->img_task), 1, &c->img_task,
 				   sizeof(c->img_task));
 	if (!ret)
-		ret = imgw_section(w, CRYO_SEC_THREAD, c->pid, sizeof(c->img_thread), 1,
-				   &c->img_thread, sizeof(c->img_thread));
+		ret = imgw_section(w, CRYO_SEC_THREAD, c->pid, sizeof(*c->img_threads),
+				   c->nr_threads, c->img_threads,
+				   (uint64_t)c->nr_threads * sizeof(*c->img_threads));
 	if (!ret)
-		ret = imgw_section(w, CRYO_SEC_XSTATE, c->pid, 0, 0, c->task.xstate,
-				   c->task.xstate_size);
+		ret = write_xstate(c, w);
 	if (!ret)
 		ret = imgw_section(w, CRYO_SEC_SIGINFO, c->pid, sizeof(*c->sigs), c->nr_sigs, c->sigs,
 				   (uint64_t)c->nr_sigs * sizeof(*c->sigs));
@@ -126,6 +147,10 @@ static void free_ctx(struct dump_ctx *c)
 	free(c->vmas);
 	free(c->fds);
 	free(c->sigs);
+	for (int i = 0; i < c->nr_threads; i++)
+		free(c->threads[i].xstate);
+	free(c->threads);
+	free(c->img_threads);
 	strtab_free(&c->strings);
 }
 
@@ -138,7 +163,6 @@ int cryo_checkpoint(const struct cryo_checkpoint_opts *opts)
 
 	c.pid = opts->pid;
 	c.mem_fd = -1;
-	c.task.tid = opts->pid;
 	if (opts->pid <= 0)
 		return cryo_fail(CRYO_EUSAGE, "invalid PID %d", opts->pid);
 	if (proc_tgid(opts->pid) != opts->pid && proc_task_state(opts->pid))
@@ -158,10 +182,10 @@ int cryo_checkpoint(const struct cryo_checkpoint_opts *opts)
 		sigaddset(&defer, deferred_signals[i]);
 	sigprocmask(SIG_BLOCK, &defer, &old_mask);
 
-	ret = ptrace_freeze(&c.task);
+	frozen = 1;
+	ret = freeze_process(&c);
 	if (ret)
 		goto out;
-	frozen = 1;
 	t_frozen = now_ns();
 	ret = collect_task(&c);
 	if (!ret)
@@ -189,14 +213,14 @@ int cryo_checkpoint(const struct cryo_checkpoint_opts *opts)
 		   (now_ns() - t_frozen) / 1e6, (now_ns() - t0) / 1e6);
 	switch (opts->after) {
 	case CRYO_KILL:
-		ptrace_thaw_and_kill(&c.task);
+		kill_process(&c);
 		break;
 	case CRYO_STOP:
-		ret = ptrace_thaw(&c.task);
+		thaw_process(&c);
 		kill(c.pid, SIGSTOP);
 		break;
 	case CRYO_LEAVE_RUNNING:
-		ret = ptrace_thaw(&c.task);
+		thaw_process(&c);
 		break;
 	}
 	frozen = 0;
@@ -204,7 +228,7 @@ out:
 	if (w)
 		imgw_abort(w);
 	if (frozen)
-		ptrace_thaw(&c.task);
+		thaw_process(&c);
 	sigprocmask(SIG_SETMASK, &old_mask, NULL);
 	free_ctx(&c);
 	return ret;

@@ -1,6 +1,6 @@
 /*
  * The checkpoint side. dump.c runs the steps in order:
- *   freeze (kernel/ptrace.c) -> collect_task.c -> collect_mm.c -> collect_fds.c
+ *   freeze.c -> collect_task.c -> collect_mm.c -> collect_fds.c
  *   -> write metadata -> pages.c -> commit -> leave/kill/stop the target.
  * Everything collected lives in struct dump_ctx until it is written.
  */
@@ -26,9 +26,11 @@ struct fd_blob {
 
 struct dump_ctx {
 	pid_t pid;
-	struct frozen_task task;
+	/* threads[0] is the main thread (tid == pid); the others in /proc order */
+	struct frozen_task *threads;
+	struct cryo_img_thread *img_threads;
+	int nr_threads;
 	struct cryo_img_task img_task;
-	struct cryo_img_thread img_thread;
 	struct strtab strings;
 
 	struct proc_vma *vmas;
@@ -49,6 +51,9 @@ struct dump_ctx {
 	uint64_t zero_pfn;	/* PFN of the kernel's zero page (skipped) */
 };
 
+int freeze_process(struct dump_ctx *c);
+void thaw_process(struct dump_ctx *c);
+void kill_process(struct dump_ctx *c);
 int collect_task(struct dump_ctx *c);
 int collect_mm(struct dump_ctx *c);
 int collect_fds(struct dump_ctx *c);

@@ -186,13 +186,14 @@ static int w_flush(struct img_writer *w, const void *direct, uint64_t direct_len
 		/* writev() caps one call at 2 GiB anyway; keep each iov sane */
 		size_t part = direct_len > (1ull << 30) ? (1ull << 30) : direct_len;
 
-		if (part)
+		if (part) {
 			iov[n++] = (struct iovec){ (void *)direct, part };
+			direct = (const char *)direct + part;
+			direct_len -= part;
+		}
 		ret = writev_full(w->fd, iov, n);
 		if (ret)
 			return w_fail(w, -ret, "writing");
-		direct = (const char *)direct + part;
-		direct_len -= part;
 		n = 0;
 	}
 	w->wbuf_len = 0;
@@ -540,7 +541,6 @@ struct img_reader {
 
 /* Sequential chunked reads over the file, for the validation pass. */
 struct scan {
-	int fd;
 	unsigned char *buf;
 	size_t buf_size;	/* at least one page, at most SCAN_CHUNK_BYTES */
 	uint64_t buf_off;	/* file offset of buf[0] */
@@ -890,7 +890,7 @@ int imgr_open(struct img_reader **rp, const char *path)
 {
 	struct img_reader *r;
 	struct cryo_footer footer;
-	struct scan s = { .fd = -1 };
+	struct scan s = { 0 };
 	struct stat st;
 	int ret;
 
@@ -931,7 +931,6 @@ int imgr_open(struct img_reader **rp, const char *path)
 	}
 	/* One sequential pass over everything: let the kernel read ahead widely. */
 	posix_fadvise(r->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-	s.fd = r->fd;
 
 	ret = check_header(r, &s);
 	if (!ret)

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "image/image.h"
@@ -234,9 +235,14 @@ static void o_arr_end(struct out *o)
 /* Text only: continue the current record on a new, indented line. */
 static void o_break(struct out *o)
 {
-	if (!o->json)
+	if (!o->json) {
 		text_newline(o, 0);
+		fputc(' ', o->f);	/* with the key's own space: 2 deeper than records */
+	}
 }
+
+/* A key that JSON needs but text leaves out ("task 1234", not "task pid 1234"). */
+#define JSON_ONLY(o, key) ((o)->json ? (key) : NULL)
 
 static void o_u64(struct out *o, const char *key, uint64_t v)
 {
@@ -413,6 +419,7 @@ static void print_header(struct inspect *in, const char *path)
 	struct out *o = &in->o;
 	time_t secs = h->created_ns / 1000000000ull;
 	char when[64] = "?";
+	struct stat st;
 	struct tm tm;
 
 	if (gmtime_r(&secs, &tm) && strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm))
@@ -429,6 +436,10 @@ static void print_header(struct inspect *in, const char *path)
 		o_word(o, "arch_name", "x86_64");
 	o_u64(o, "page_size", h->page_size);
 	o_break(o);
+	if (!fstat(imgr_fd(in->r), &st))
+		o_u64(o, "file_size", st.st_size);
+	o_u64(o, "sections", imgr_nr_sections(in->r));
+	o_break(o);
 	o_word(o, "created", when);
 	o_u64(o, "created_ns", h->created_ns);
 	o_hex(o, "xfeatures", h->xfeatures);
@@ -441,7 +452,7 @@ static void print_task(struct inspect *in, const struct cryo_img_task *t)
 	uint32_t ngroups = t->ngroups < CRYO_MAX_GROUPS ? t->ngroups : CRYO_MAX_GROUPS;
 
 	o_obj(o, NULL, "task");
-	o_i64(o, "pid", t->pid);
+	o_i64(o, JSON_ONLY(o, "pid"), t->pid);
 	o_i64(o, "ppid", t->ppid);
 	o_i64(o, "pgid", t->pgid);
 	o_i64(o, "sid", t->sid);
@@ -498,7 +509,7 @@ static void print_task(struct inspect *in, const struct cryo_img_task *t)
 		if (t->rlim_cur[i] == RLIM_INFINITY_VALUE && t->rlim_max[i] == RLIM_INFINITY_VALUE)
 			continue;
 		o_obj(o, NULL, "rlimit");
-		o_word(o, "resource", rlimit_names[i]);
+		o_word(o, JSON_ONLY(o, "resource"), rlimit_names[i]);
 		if (t->rlim_cur[i] == RLIM_INFINITY_VALUE)
 			o_word(o, "cur", "unlimited");
 		else
@@ -518,7 +529,7 @@ static void print_task(struct inspect *in, const struct cryo_img_task *t)
 		if (!it->value_sec && !it->value_usec)
 			continue;	/* disarmed */
 		o_obj(o, NULL, "itimer");
-		o_word(o, "which", itimer_names[i]);
+		o_word(o, JSON_ONLY(o, "which"), itimer_names[i]);
 		o_i64(o, "value_sec", it->value_sec);
 		o_i64(o, "value_usec", it->value_usec);
 		o_i64(o, "interval_sec", it->interval_sec);
@@ -534,7 +545,7 @@ static void print_task(struct inspect *in, const struct cryo_img_task *t)
 		if (!sa->handler && !sa->flags && !sa->restorer && !sa->mask)
 			continue;	/* SIG_DFL, no flags: the default */
 		o_obj(o, NULL, "sigaction");
-		o_signal(o, "signal", i + 1);
+		o_signal(o, JSON_ONLY(o, "signal"), i + 1);
 		if (sa->handler <= 1)
 			o_word(o, "handler", sa->handler ? "SIG_IGN" : "SIG_DFL");
 		else
@@ -553,7 +564,7 @@ static void print_thread(struct inspect *in, const struct cryo_img_thread *t)
 	struct out *o = &in->o;
 
 	o_obj(o, NULL, "thread");
-	o_i64(o, "tid", t->tid);
+	o_i64(o, JSON_ONLY(o, "tid"), t->tid);
 	o_i64(o, "pid", t->pid);
 	o_strn(o, "comm", t->comm, sizeof(t->comm));
 	o_hex(o, "rip", t->regs[REG_RIP]);
@@ -597,7 +608,7 @@ static void print_siginfo(struct inspect *in, const struct cryo_img_siginfo *s)
 	memcpy(&pid, s->info + 16, 4);
 	memcpy(&uid, s->info + 20, 4);
 	o_obj(o, NULL, "signal");
-	o_signal(o, "signo", signo);
+	o_signal(o, JSON_ONLY(o, "signo"), signo);
 	o_i64(o, "tid", s->tid);
 	o_word(o, "queue", s->tid ? "thread" : "process");
 	o_i64(o, "pid", s->pid);
@@ -666,7 +677,7 @@ static void print_fd(struct inspect *in, const struct cryo_img_fd *f)
 	struct out *o = &in->o;
 
 	o_obj(o, NULL, "fd");
-	o_i64(o, "fd", f->fd);
+	o_i64(o, JSON_ONLY(o, "fd"), f->fd);
 	o_i64(o, "pid", f->pid);
 	o_word(o, "kind", name_of(fd_kind_names, ARRAY_SIZE(fd_kind_names), f->kind));
 	o_oct(o, "flags", f->flags);
@@ -728,7 +739,7 @@ static void print_memory(struct inspect *in)
 		struct cryo_img_vma *v = load(in, i, sizeof(*v), &n);
 
 		o_obj(o, NULL, "memory of task");
-		o_u64(o, o->json ? "pid" : NULL, imgr_section(in->r, i)->id);
+		o_u64(o, JSON_ONLY(o, "pid"), imgr_section(in->r, i)->id);
 		o_u64(o, "areas", n);
 		o_arr(o, "vmas");
 		for (uint32_t k = 0; v && k < n; k++)
@@ -762,8 +773,8 @@ static void print_sections(struct inspect *in)
 		const struct cryo_img_index_entry *e = imgr_section(in->r, i);
 
 		o_obj(o, NULL, "section");
-		o_u64(o, o->json ? "index" : NULL, i);
-		o_word(o, "type", img_section_type_name(e->type));
+		o_u64(o, JSON_ONLY(o, "index"), i);
+		o_word(o, JSON_ONLY(o, "type"), img_section_type_name(e->type));
 		o_u64(o, "type_id", e->type);
 		o_u64(o, "id", e->id);
 		o_u64(o, "offset", e->offset);

@@ -56,8 +56,6 @@
 
 /* /proc/PID/pagemap entry bits (Documentation/admin-guide/mm/pagemap.rst). */
 #define PM_PRESENT		(1ULL << 63)
-#define PM_SWAPPED		(1ULL << 62)
-#define PM_FILE			(1ULL << 61)
 #define PM_EXCLUSIVE		(1ULL << 56)
 #define PM_SOFT_DIRTY		(1ULL << 55)
 #define PM_PFN_MASK		((1ULL << 55) - 1)
@@ -98,7 +96,7 @@ struct pm_page_region {
 #define SET_TID_ATTEMPTS	32
 #define FREE_PID_DISTANCE	1000	/* from ns_last_pid, so a fork race is unlikely */
 
-/* A child that died of a signal is reported as minus the signal number. */
+/* A probe child reports an errno through its 8-bit exit status. */
 #define CHILD_ERR_MAX		255
 
 enum need { OPTIONAL, REQUIRED };
@@ -568,9 +566,9 @@ static void probe_map_files(struct check *c, struct target *t)
 	/* Opening, not only reading the link, is what needs CAP_CHECKPOINT_RESTORE. */
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
-		report(c, REQUIRED, 0, "map_files",
-		       "deleted or replaced mapped files cannot be saved: open %s: %s", path,
-		       strerror(errno));
+		report(c, REQUIRED, 0, "map_files", "mapped files cannot be identified: open %s: %s%s",
+		       path, strerror(errno),
+		       errno == EPERM ? " (needs CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN)" : "");
 		goto out;
 	}
 	if (fstat(fd, &st) || st.st_ino != v->ino)

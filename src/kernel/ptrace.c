@@ -121,48 +121,40 @@ static int read_xstate(struct frozen_task *t)
 	return 0;
 }
 
-int ptrace_freeze(struct frozen_task *t)
+int ptrace_seize_interrupt(struct frozen_task *t, int group_stopped)
 {
-	int st, ret;
-	char state = proc_task_state(t->tid);
-
-	if (state == 0)
-		return cryo_fail(CRYO_ENOPROC, "process %d: no such process", t->tid);
-	if (state == 'Z' || state == 'X')
-		return cryo_fail(CRYO_EUNSUPP, "process %d is a zombie", t->tid);
-	t->group_stopped = state == 'T';
+	t->group_stopped = group_stopped;
 	if (ptrace(PTRACE_SEIZE, t->tid, 0, PTRACE_O_TRACESYSGOOD) < 0) {
 		int err = errno;
 		pid_t tracer = proc_tracer_pid(t->tid);
 
 		if (err == ESRCH)
-			return cryo_fail(CRYO_ENOPROC, "process %d: no such process", t->tid);
+			return CRYO_ENOPROC;	/* the caller knows whether that matters */
 		if (tracer > 0)
-			return cryo_fail(CRYO_EPERM, "process %d is already traced by process %d",
+			return cryo_fail(CRYO_EPERM, "task %d is already traced by process %d",
 					 t->tid, tracer);
 		return cryo_fail(err == EPERM ? CRYO_EPERM : CRYO_EINTERNAL,
-				 "process %d: cannot trace it: %s", t->tid, strerror(err));
+				 "task %d: cannot trace it: %s", t->tid, strerror(err));
 	}
-	if (ptrace(PTRACE_INTERRUPT, t->tid, 0, 0) < 0) {
-		ret = cryo_fail(CRYO_EINTERNAL, "task %d: PTRACE_INTERRUPT: %s", t->tid,
-				strerror(errno));
-		goto out_detach;
-	}
+	t->seized = 1;
+	if (ptrace(PTRACE_INTERRUPT, t->tid, 0, 0) < 0)
+		return cryo_fail(CRYO_EINTERNAL, "task %d: PTRACE_INTERRUPT: %s", t->tid,
+				 strerror(errno));
+	return 0;
+}
+
+int ptrace_wait_frozen(struct frozen_task *t)
+{
+	int st, ret;
+
 	ret = wait_stop(t, 0, PTRACE_CONT, &st);
 	if (ret)
-		goto out_detach;
-	if (ptrace(PTRACE_GETREGS, t->tid, 0, &t->regs) < 0) {
-		ret = cryo_fail(CRYO_EINTERNAL, "task %d: PTRACE_GETREGS: %s", t->tid,
-				strerror(errno));
-		goto out_detach;
-	}
-	ret = read_xstate(t);
-	if (ret)
-		goto out_detach;
-	return 0;
-out_detach:
-	ptrace(PTRACE_DETACH, t->tid, 0, 0);
-	return ret;
+		return ret;
+	t->stopped = 1;
+	if (ptrace(PTRACE_GETREGS, t->tid, 0, &t->regs) < 0)
+		return cryo_fail(CRYO_EINTERNAL, "task %d: PTRACE_GETREGS: %s", t->tid,
+				 strerror(errno));
+	return read_xstate(t);
 }
 
 int inject_prepare(struct frozen_task *t)
@@ -171,6 +163,8 @@ int inject_prepare(struct frozen_task *t)
 	uint8_t *text;
 	int ret;
 
+	if (t->scratch_dirty)
+		return 0;	/* already prepared */
 	ret = proc_find_named_vma(t->tid, "[vdso]", &vdso);
 	if (ret)
 		return cryo_fail(CRYO_EUNSUPP,
@@ -322,8 +316,13 @@ static int restore_frozen_state(struct frozen_task *t, int requeue)
 
 int ptrace_thaw(struct frozen_task *t)
 {
-	int ret = restore_frozen_state(t, 1);
+	int ret = 0;
 
+	if (!t->seized)
+		return 0;
+	if (t->stopped)
+		ret = restore_frozen_state(t, 1);
+	t->seized = 0;
 	if (ptrace(PTRACE_DETACH, t->tid, 0, 0) < 0 && !ret)
 		ret = cryo_fail(CRYO_EINTERNAL, "task %d: PTRACE_DETACH: %s", t->tid,
 				strerror(errno));
@@ -332,10 +331,11 @@ int ptrace_thaw(struct frozen_task *t)
 	return ret;
 }
 
-int ptrace_thaw_and_kill(struct frozen_task *t)
+int ptrace_detach_dead(struct frozen_task *t)
 {
-	kill(t->tid, SIGKILL);
-	ptrace(PTRACE_DETACH, t->tid, 0, 0);
+	if (t->seized)
+		ptrace(PTRACE_DETACH, t->tid, 0, 0);
+	t->seized = 0;
 	free(t->xstate);
 	t->xstate = NULL;
 	return 0;

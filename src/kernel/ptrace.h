@@ -25,6 +25,8 @@
 
 struct frozen_task {
 	pid_t tid;
+	int seized;			/* we are its tracer */
+	int stopped;			/* it reached its first stop; regs are valid */
 	int group_stopped;		/* was in job-control stop before we seized it */
 	struct user_regs_struct regs;	/* as frozen */
 	uint8_t *xstate;		/* XSAVE area, xstate_size bytes */
@@ -42,12 +44,14 @@ struct frozen_task {
 
 #define INJECT_SCRATCH_BYTES 512
 
-/* Seize and interrupt; fills regs and xstate. */
-int ptrace_freeze(struct frozen_task *t);
+/* Seize and interrupt; CRYO_ENOPROC (silently) if the task is gone. */
+int ptrace_seize_interrupt(struct frozen_task *t, int group_stopped);
+/* Wait for the interrupt to take effect; fills regs and xstate. */
+int ptrace_wait_frozen(struct frozen_task *t);
 /* Put back registers and scratch memory; detach (task resumes). */
 int ptrace_thaw(struct frozen_task *t);
-/* Put back state, then kill the task with SIGKILL (after a safe dump). */
-int ptrace_thaw_and_kill(struct frozen_task *t);
+/* Detach from a task that was killed. */
+int ptrace_detach_dead(struct frozen_task *t);
 
 /* Prepare injection: find a syscall instruction, save scratch memory. */
 int inject_prepare(struct frozen_task *t);

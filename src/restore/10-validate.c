@@ -24,6 +24,8 @@
 #define MAX_PENDING_SIGNALS 65536
 #define XSAVE_HEADER_OFFSET 512
 #define SI_SIGNO_OFFSET 0
+#define MAX_THREADS 32768
+#define XSTATE_MAX_BYTES (16 * 1024)
 
 static int bad(struct restore_ctx *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int bad(struct restore_ctx *r, const char *fmt, ...)
@@ -71,23 +73,59 @@ static uint64_t read_xcr0(void)
 	return ((uint64_t)hi << 32) | lo;
 }
 
+static int validate_threads(struct restore_ctx *r, long pid_max)
+{
+	uint64_t xcr0 = read_xcr0();
+
+	if (r->nr_threads != r->task.nr_threads || r->threads[0].tid != r->task.pid)
+		return bad(r, "task %d: thread table does not match (%u threads, first %d)",
+			   r->task.pid, r->nr_threads, r->threads[0].tid);
+	for (uint32_t i = 0; i < r->nr_threads; i++) {
+		struct cryo_img_thread *th = &r->threads[i];
+		uint64_t xfeatures;
+
+		th->comm[sizeof(th->comm) - 1] = 0;
+		if (th->pid != r->task.pid || th->tid <= 0 || th->tid >= pid_max)
+			return bad(r, "thread %d does not belong to task %d", th->tid, r->task.pid);
+		for (uint32_t j = 0; j < i; j++)
+			if (r->threads[j].tid == th->tid)
+				return bad(r, "thread %d listed twice", th->tid);
+		if (th->xstate_size < XSAVE_HEADER_OFFSET + 64 ||
+		    th->xstate_size > XSTATE_MAX_BYTES || th->xstate_offset > r->xstate_size ||
+		    th->xstate_size > r->xstate_size - th->xstate_offset)
+			return bad(r, "thread %d: XSAVE area (%u bytes at %llu) outside the saved %u",
+				   th->tid, th->xstate_size, (unsigned long long)th->xstate_offset,
+				   r->xstate_size);
+		memcpy(&xfeatures, r->xstate + th->xstate_offset + XSAVE_HEADER_OFFSET,
+		       sizeof(xfeatures));
+		if (xfeatures & ~xcr0)
+			return cryo_fail(CRYO_EUNSUPP,
+					 "image %s: thread %d uses CPU state components %#llx this "
+					 "CPU does not have (it has %#llx)", r->opts->image, th->tid,
+					 (unsigned long long)(xfeatures & ~xcr0),
+					 (unsigned long long)xcr0);
+	}
+	return 0;
+}
+
 static int validate_task(struct restore_ctx *r)
 {
 	struct cryo_img_task *t = &r->task;
-	struct cryo_img_thread *th = &r->thread;
 	struct buf b = { 0 };
 	long pid_max = 4194304;
-	uint64_t xcr0 = read_xcr0();
+	int ret;
 
 	if (read_whole_file("/proc/sys/kernel/pid_max", &b) == 0)
 		pid_max = atol(b.data);
 	buf_free(&b);
 	if (t->pid <= 0 || t->pid >= pid_max)
 		return bad(r, "task PID %d out of range (pid_max %ld)", t->pid, pid_max);
-	if (th->tid != t->pid || th->pid != t->pid || t->nr_threads != 1)
-		return bad(r, "thread %d does not belong to task %d", th->tid, t->pid);
+	if (t->nr_threads < 1 || t->nr_threads > MAX_THREADS)
+		return bad(r, "task %d: %u threads", t->pid, t->nr_threads);
+	ret = validate_threads(r, pid_max);
+	if (ret)
+		return ret;
 	t->comm[sizeof(t->comm) - 1] = 0;
-	th->comm[sizeof(th->comm) - 1] = 0;
 	if (t->auxv_words > CRYO_AUXV_WORDS || t->auxv_words % 2)
 		return bad(r, "task %d: bad auxv length %u", t->pid, t->auxv_words);
 	if (t->ngroups > CRYO_MAX_GROUPS)
@@ -103,27 +141,15 @@ static int validate_task(struct restore_ctx *r)
 		return bad(r, "task %d: exe, cwd and root must be absolute paths", t->pid);
 	if (t->pdeathsig < 0 || t->pdeathsig > CRYO_NSIG)
 		return bad(r, "task %d: bad parent-death signal %d", t->pid, t->pdeathsig);
-	if (r->xstate_size < XSAVE_HEADER_OFFSET + 64 || r->xstate_size != th->xstate_size)
-		return bad(r, "thread %d: XSAVE area of %u bytes (expected %u)", th->tid,
-			   r->xstate_size, th->xstate_size);
-	{
-		uint64_t xfeatures;
-
-		memcpy(&xfeatures, r->xstate + XSAVE_HEADER_OFFSET, sizeof(xfeatures));
-		if (xfeatures & ~xcr0)
-			return cryo_fail(CRYO_EUNSUPP,
-					 "image %s: thread %d uses CPU state components %#llx this "
-					 "CPU does not have (it has %#llx)", r->opts->image, th->tid,
-					 (unsigned long long)(xfeatures & ~xcr0),
-					 (unsigned long long)xcr0);
-	}
 	for (uint32_t i = 0; i < r->nr_sigs; i++) {
-		int signo;
+		int signo, known = r->sigs[i].tid == 0;
 
 		memcpy(&signo, r->sigs[i].info + SI_SIGNO_OFFSET, sizeof(signo));
 		if (signo < 1 || signo > CRYO_NSIG)
 			return bad(r, "pending signal %u: bad signal number %d", i, signo);
-		if (r->sigs[i].tid != 0 && r->sigs[i].tid != th->tid)
+		for (uint32_t j = 0; j < r->nr_threads && !known; j++)
+			known = r->sigs[i].tid == r->threads[j].tid;
+		if (!known)
 			return bad(r, "pending signal %u: unknown thread %d", i, r->sigs[i].tid);
 	}
 	return 0;
@@ -315,22 +341,33 @@ static int validate_vdso(struct restore_ctx *r)
 	return 0;
 }
 
+/* Every PID and TID of the image must be free; name all that are not. */
 static int check_pid_free(struct restore_ctx *r)
 {
-	char comm[64];
-	pid_t pid = r->task.pid;
+	struct buf msg = { 0 };
+	int taken = 0;
 
-	if (proc_task_state(pid) == 0)
+	for (uint32_t i = 0; i < r->nr_threads; i++) {
+		pid_t id = r->threads[i].tid;
+		char comm[64];
+
+		if (proc_task_state(id) == 0)
+			continue;
+		proc_comm(proc_tgid(id), comm, sizeof(comm));
+		buf_printf(&msg, "%s%s %d is in use by process %d (%s)", taken ? "; " : "",
+			   i ? "TID" : "PID", id, proc_tgid(id), comm);
+		taken++;
+	}
+	if (!taken)
 		return 0;
-	proc_comm(pid, comm, sizeof(comm));
-	return cryo_fail(CRYO_ECONFLICT, "restore: PID %d is in use by process %d (%s)", pid,
-			 proc_tgid(pid), comm);
+	cryo_log("restore: %s", msg.data);
+	buf_free(&msg);
+	return CRYO_ECONFLICT;
 }
 
 int restore_validate(struct restore_ctx *r)
 {
 	struct cryo_img_task *task;
-	struct cryo_img_thread *thread;
 	struct cryo_img_vma *vmas;
 	uint32_t n;
 	long xs;
@@ -349,15 +386,12 @@ int restore_validate(struct restore_ctx *r)
 	}
 	r->task = *task;
 	free(task);
-	thread = load_single(r, CRYO_SEC_THREAD, "thread", sizeof(*thread), &n);
-	if (!thread)
+	r->threads = load_single(r, CRYO_SEC_THREAD, "thread", sizeof(*r->threads),
+				 &r->nr_threads);
+	if (!r->threads)
 		return CRYO_EIMAGE;
-	if (n != 1) {
-		free(thread);
-		return bad(r, "%u threads (multi-threaded processes need a newer cryo)", n);
-	}
-	r->thread = *thread;
-	free(thread);
+	if (r->nr_threads == 0)
+		return bad(r, "no threads");
 	xs = imgr_find(r->img, CRYO_SEC_XSTATE, 0, 1, 0);
 	if (xs < 0)
 		return bad(r, "no XSTATE section");

@@ -31,6 +31,7 @@
 #define USER_SPACE_END 0x7ffffffff000ull
 #define SEARCH_START 0x10000000ull
 #define RESTORER_STACK_BYTES (64 * 1024)
+#define THREAD_STACK_BYTES RESTORER_THREAD_STACK_BYTES
 #define RSEQ_SIG_X86 0x53053053
 #define RSEQ_FLAG_UNREGISTER 1
 #define GLIBC_RSEQ_AREA_BYTES 32
@@ -314,7 +315,7 @@ static void fill_args(struct restore_ctx *r, const struct layout *l, struct rest
 		      int exe_fd)
 {
 	const struct cryo_img_task *t = &r->task;
-	const struct cryo_img_thread *th = &r->thread;
+	const struct cryo_img_thread *th = &r->threads[0];
 	struct restorer_move *moves = (struct restorer_move *)(a + 1);
 	struct restorer_siginfo *sigs;
 	uint32_t nk = 0;
@@ -364,6 +365,30 @@ static void fill_args(struct restore_ctx *r, const struct layout *l, struct rest
 	}
 	a->sigs = (uint64_t)sigs;
 	a->nr_sigs = r->nr_sigs;
+
+	/* secondary threads, then their stacks (page aligned, growing down) */
+	struct restorer_thread *threads = (struct restorer_thread *)(sigs + r->nr_sigs);
+	uint64_t stacks = PAGE_ALIGN_UP((uint64_t)(threads + r->nr_threads));
+	a->threads = (uint64_t)threads;
+	a->nr_threads = r->nr_threads - 1;
+	for (uint32_t i = 1; i < r->nr_threads; i++) {
+		const struct cryo_img_thread *it = &r->threads[i];
+		struct restorer_thread *t = &threads[i - 1];
+
+		memset(t, 0, sizeof(*t));
+		t->tid = it->tid;
+		t->sas_flags = it->sas_flags;
+		t->sas_sp = it->sas_sp;
+		t->sas_size = it->sas_size;
+		t->clear_child_tid = it->clear_child_tid;
+		t->robust_list = it->robust_list;
+		t->robust_list_len = it->robust_list_len;
+		t->rseq_ptr = it->rseq_ptr;
+		t->rseq_len = it->rseq_len;
+		t->rseq_sig = it->rseq_sig;
+		memcpy(t->comm, it->comm, sizeof(t->comm));
+		t->stack_top = stacks + (uint64_t)i * THREAD_STACK_BYTES;
+	}
 
 	a->mm.start_code = t->start_code;
 	a->mm.end_code = t->end_code;
@@ -459,7 +484,9 @@ int restore_memory_and_jump(struct restore_ctx *r)
 {
 	size_t args_bytes = sizeof(struct restorer_args) +
 			    r->nr_vmas * sizeof(struct restorer_move) +
-			    r->nr_sigs * sizeof(struct restorer_siginfo);
+			    r->nr_sigs * sizeof(struct restorer_siginfo) +
+			    r->nr_threads * sizeof(struct restorer_thread) +
+			    (size_t)r->nr_threads * THREAD_STACK_BYTES + PAGE_SIZE_BYTES;
 	struct layout l = { 0 };
 	struct restorer_args *a;
 	uint64_t cursor;

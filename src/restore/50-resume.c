@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
@@ -37,6 +38,7 @@ static const char *const step_names[RSTEP_COUNT] = {
 	[RSTEP_RLIMIT] = "setrlimit", [RSTEP_CLOSE_FDS] = "closing fds",
 	[RSTEP_CREDS] = "credentials", [RSTEP_DUMPABLE] = "dumpable",
 	[RSTEP_SIGQUEUE] = "queueing pending signals", [RSTEP_RSEQ] = "rseq registration",
+	[RSTEP_THREADS] = "creating threads",
 };
 
 static int wait_for(struct restore_ctx *r, int *st, const char *what)
@@ -148,23 +150,73 @@ static void fix_restart_block(struct user_regs_struct *regs)
 	}
 }
 
-static int load_registers(struct restore_ctx *r)
+static int load_registers(struct restore_ctx *r, pid_t tid, const struct cryo_img_thread *th)
 {
 	struct user_regs_struct regs;
-	struct iovec iov = { r->xstate, r->xstate_size };
-	uint64_t mask = r->thread.sigmask;
+	struct iovec iov = { r->xstate + th->xstate_offset, th->xstate_size };
+	uint64_t mask = th->sigmask;
 
-	memcpy(&regs, r->thread.regs, sizeof(regs));
+	memcpy(&regs, th->regs, sizeof(regs));
 	fix_restart_block(&regs);
-	if (ptrace(PTRACE_SETREGS, r->pid, 0, &regs) < 0)
-		return cryo_fail(CRYO_ERESTORE, "restore: thread %d: loading registers: %s",
-				 r->thread.tid, strerror(errno));
-	if (ptrace(PTRACE_SETREGSET, r->pid, NT_X86_XSTATE, &iov) < 0)
-		return cryo_fail(CRYO_ERESTORE, "restore: thread %d: loading XSAVE state: %s",
-				 r->thread.tid, strerror(errno));
-	if (ptrace(PTRACE_SETSIGMASK, r->pid, sizeof(mask), &mask) < 0)
-		return cryo_fail(CRYO_ERESTORE, "restore: thread %d: loading signal mask: %s",
-				 r->thread.tid, strerror(errno));
+	if (ptrace(PTRACE_SETREGS, tid, 0, &regs) < 0)
+		return cryo_fail(CRYO_ERESTORE, "restore: thread %d: loading registers: %s", tid,
+				 strerror(errno));
+	if (ptrace(PTRACE_SETREGSET, tid, NT_X86_XSTATE, &iov) < 0)
+		return cryo_fail(CRYO_ERESTORE, "restore: thread %d: loading XSAVE state: %s", tid,
+				 strerror(errno));
+	if (ptrace(PTRACE_SETSIGMASK, tid, sizeof(mask), &mask) < 0)
+		return cryo_fail(CRYO_ERESTORE, "restore: thread %d: loading signal mask: %s", tid,
+				 strerror(errno));
+	return 0;
+}
+
+/*
+ * The secondary threads wait on a futex in the restorer: seize each, check
+ * what it reported, and leave it at an event stop for load_registers().
+ */
+static int seize_threads(struct restore_ctx *r)
+{
+	struct restorer_thread t;
+	uint64_t threads_addr;
+	int ret, st;
+
+	ret = remote_read(r->pid, r->restorer_args_addr + offsetof(struct restorer_args, threads),
+			  &threads_addr, sizeof(threads_addr));
+	if (ret)
+		return cryo_fail(CRYO_ERESTORE, "restore: reading thread table: %s", strerror(-ret));
+	r->seized_threads = calloc(r->nr_threads, sizeof(pid_t));
+	if (!r->seized_threads)
+		return CRYO_ERESTORE;
+	for (uint32_t i = 1; i < r->nr_threads; i++) {
+		pid_t tid = r->threads[i].tid;
+
+		if (ptrace(PTRACE_SEIZE, tid, 0, PTRACE_O_EXITKILL | PTRACE_O_TRACESYSGOOD) < 0 ||
+		    ptrace(PTRACE_INTERRUPT, tid, 0, 0) < 0)
+			return cryo_fail(CRYO_ERESTORE, "restore: thread %d: cannot trace it: %s",
+					 tid, strerror(errno));
+		r->seized_threads[r->nr_seized++] = tid;
+		for (;;) {
+			if (waitpid(tid, &st, __WALL) < 0 && errno != EINTR)
+				return cryo_fail(CRYO_ERESTORE, "restore: thread %d: waitpid: %s",
+						 tid, strerror(errno));
+			if (WIFEXITED(st) || WIFSIGNALED(st))
+				return cryo_fail(CRYO_ERESTORE, "restore: thread %d died", tid);
+			if (WIFSTOPPED(st) && (st >> 16) == PTRACE_EVENT_STOP)
+				break;
+			ptrace(PTRACE_CONT, tid, 0, 0);
+		}
+		ret = remote_read(r->pid, threads_addr + (i - 1) * sizeof(t), &t, sizeof(t));
+		if (ret)
+			return cryo_fail(CRYO_ERESTORE, "restore: reading thread status: %s",
+					 strerror(-ret));
+		if (t.fail_step)
+			return cryo_fail(CRYO_ERESTORE, "restore: thread %d: restorer failed while %s: %s",
+					 tid,
+					 t.fail_step > 0 && t.fail_step < RSTEP_COUNT &&
+							 step_names[t.fail_step] ?
+						 step_names[t.fail_step] : "?",
+					 strerror(t.fail_errno));
+	}
 	return 0;
 }
 
@@ -181,15 +233,21 @@ int restore_resume(struct restore_ctx *r)
 	if (!ret)
 		ret = check_restorer(r);
 	if (!ret)
-		ret = unmap_restorer(r);
+		ret = seize_threads(r);
 	if (!ret)
-		ret = load_registers(r);
+		ret = unmap_restorer(r);
+	for (uint32_t i = 0; i < r->nr_threads && !ret; i++)
+		ret = load_registers(r, r->threads[i].tid, &r->threads[i]);
 	if (!ret)
 		ret = fault_point("restore:resume") ? CRYO_ERESTORE : 0;
 	if (ret)
 		return ret;
 	if (r->task.flags & CRYO_TASK_STOPPED)
 		kill(r->pid, SIGSTOP);	/* dequeued right after detach: stopped again */
+	for (uint32_t i = 0; i < r->nr_seized; i++)
+		if (ptrace(PTRACE_DETACH, r->seized_threads[i], 0, 0) < 0)
+			return cryo_fail(CRYO_ERESTORE, "restore: thread %d: detach: %s",
+					 r->seized_threads[i], strerror(errno));
 	if (ptrace(PTRACE_DETACH, r->pid, 0, 0) < 0)
 		return cryo_fail(CRYO_ERESTORE, "restore: task %d: detach: %s", r->pid,
 				 strerror(errno));

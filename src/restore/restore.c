@@ -54,6 +54,8 @@ static void free_ctx(struct restore_ctx *r)
 	free(r->fds);
 	free(r->sigs);
 	free(r->xstate);
+	free(r->threads);
+	free(r->seized_threads);
 	if (r->report_pipe[0] >= 0)
 		close(r->report_pipe[0]);
 	if (r->img)

@@ -35,7 +35,10 @@ struct restore_ctx {
 	struct img_reader *img;
 
 	struct cryo_img_task task;
-	struct cryo_img_thread thread;
+	struct cryo_img_thread *threads;	/* [0] is the main thread */
+	uint32_t nr_threads;
+	pid_t *seized_threads;	/* secondary threads cryo traces in phase 50 */
+	uint32_t nr_seized;
 	uint8_t *xstate;
 	uint32_t xstate_size;
 	struct cryo_img_siginfo *sigs;

@@ -14,6 +14,9 @@
  */
 #include "restorer/restorer.h"
 
+#define NR_sched_yield 24
+#define NR_futex 202
+#define NR_clone3 435
 #define NR_close 3
 #define NR_munmap 11
 #define NR_rt_sigaction 13
@@ -60,6 +63,9 @@
 #define SECBIT_KEEP_CAPS (1 << 4)
 #define CAP_VERSION_3 0x20080522
 #define CAP_LAST 63
+#define FUTEX_WAIT 0
+#define CLONE_THREAD_FLAGS (0x100 | 0x200 | 0x400 | 0x800 | 0x10000 | 0x40000)
+/* VM FS FILES SIGHAND THREAD SYSVSEM */
 
 static inline long sys6(long nr, long a1, long a2, long a3, long a4, long a5, long a6)
 {
@@ -216,7 +222,12 @@ static int restore_rlimits(struct restorer_args *a)
 	return 0;
 }
 
-static int restore_creds(struct restorer_args *a)
+/*
+ * Credentials are per thread for the kernel (glibc broadcasts setuid to all
+ * threads; raw syscalls do not), so every thread runs this for itself.
+ * Returns 0 or -errno, with *detail saying which call failed.
+ */
+static long set_creds(const struct restorer_args *a, uint64_t *detail)
 {
 	struct {
 		uint32_t version;
@@ -229,30 +240,179 @@ static int restore_creds(struct restorer_args *a)
 		{ (uint32_t)(a->cap_eff >> 32), (uint32_t)(a->cap_prm >> 32),
 		  (uint32_t)(a->cap_inh >> 32) },
 	};
+	long r;
 
-	if (!a->change_creds)
-		return 0;
+#define TRY(expr, what)                          \
+	do {                                     \
+		r = (expr);                      \
+		if (r < 0 && r > -4096) {        \
+			*detail = (what);        \
+			return r;                \
+		}                                \
+	} while (0)
+
 	/* Drop bounding caps and set securebits while still privileged. */
 	for (int cap = 0; cap <= CAP_LAST; cap++)
 		if (!(a->cap_bnd & (1ull << cap))) {
-			long r = sys2(NR_prctl, PR_CAPBSET_DROP, cap);
-			if (r < 0 && r != -22)	/* EINVAL: cap unknown to this kernel */
-				return failed(a, RSTEP_CREDS, r, cap);
+			r = sys2(NR_prctl, PR_CAPBSET_DROP, cap);
+			if (r < 0 && r != -22) {	/* EINVAL: cap unknown to this kernel */
+				*detail = 100 + cap;
+				return r;
+			}
 		}
-	CHECK(a, RSTEP_CREDS, sys2(NR_prctl, PR_SET_SECUREBITS, a->securebits | SECBIT_KEEP_CAPS),
-	      1);
-	CHECK(a, RSTEP_CREDS, sys2(NR_setgroups, a->ngroups, a->groups), 2);
-	CHECK(a, RSTEP_CREDS, sys3(NR_setresgid, a->gid[0], a->gid[1], a->gid[2]), 3);
+	TRY(sys2(NR_prctl, PR_SET_SECUREBITS, a->securebits | SECBIT_KEEP_CAPS), 1);
+	TRY(sys2(NR_setgroups, a->ngroups, a->groups), 2);
+	TRY(sys3(NR_setresgid, a->gid[0], a->gid[1], a->gid[2]), 3);
 	sys1(NR_setfsgid, a->gid[3]);
-	CHECK(a, RSTEP_CREDS, sys3(NR_setresuid, a->uid[0], a->uid[1], a->uid[2]), 4);
+	TRY(sys3(NR_setresuid, a->uid[0], a->uid[1], a->uid[2]), 4);
 	sys1(NR_setfsuid, a->uid[3]);
-	CHECK(a, RSTEP_CREDS, sys2(NR_capset, &hdr, data), 5);
+	TRY(sys2(NR_capset, &hdr, data), 5);
 	for (int cap = 0; cap <= CAP_LAST; cap++)
 		if (a->cap_amb & (1ull << cap))
-			CHECK(a, RSTEP_CREDS,
-			      sys5(NR_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0), cap);
+			TRY(sys5(NR_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0), 200 + cap);
 	if (!(a->securebits & SECBIT_KEEP_CAPS))
-		CHECK(a, RSTEP_CREDS, sys2(NR_prctl, PR_SET_KEEPCAPS, 0), 6);
+		TRY(sys2(NR_prctl, PR_SET_KEEPCAPS, 0), 6);
+	if (a->no_new_privs)
+		TRY(sys5(NR_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 7);
+#undef TRY
+	return 0;
+}
+
+static int restore_creds(struct restorer_args *a)
+{
+	uint64_t detail = 0;
+	long r;
+
+	if (!a->change_creds) {
+		if (a->no_new_privs)
+			sys5(NR_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+		return 0;
+	}
+	r = set_creds(a, &detail);
+	if (r)
+		return failed(a, RSTEP_CREDS, r, detail);
+	return 0;
+}
+
+struct clone_args_raw {
+	uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
+	uint64_t set_tid, set_tid_size, cgroup;
+};
+
+/*
+ * clone3 for a thread: the child starts on its own stack and calls
+ * fn(args, index); registers other than rax, rcx and r11 survive clone, so
+ * fn and its arguments travel in callee-saved registers.
+ */
+long restorer_clone_thread(struct clone_args_raw *ca, uint64_t size, void *args, long index,
+			   void (*fn)(struct restorer_args *, long));
+__asm__(".text\n"
+	".type restorer_clone_thread, @function\n"
+	"restorer_clone_thread:\n"
+	"	push %r12\n"
+	"	push %r13\n"
+	"	push %r14\n"
+	"	mov %rdx, %r12\n"
+	"	mov %rcx, %r13\n"
+	"	mov %r8, %r14\n"
+	"	mov $435, %eax\n"
+	"	syscall\n"
+	"	test %rax, %rax\n"
+	"	jnz 1f\n"
+	"	xor %ebp, %ebp\n"
+	"	mov %r12, %rdi\n"
+	"	mov %r13, %rsi\n"
+	"	call *%r14\n"
+	"	ud2\n"
+	"1:	pop %r14\n"
+	"	pop %r13\n"
+	"	pop %r12\n"
+	"	ret\n");
+
+static void __attribute__((noreturn)) thread_park(struct restorer_args *a)
+{
+	__atomic_add_fetch(&a->threads_ready, 1, __ATOMIC_SEQ_CST);
+	/* cryo seizes us here and sets our registers; nothing wakes this futex */
+	for (;;)
+		sys4(NR_futex, &a->threads_release, FUTEX_WAIT, 0, 0);
+}
+
+static int thread_failed(struct restorer_args *a, struct restorer_thread *t, int step, long r)
+{
+	t->fail_step = step;
+	t->fail_errno = (int)-r;
+	thread_park(a);
+	return -1;
+}
+
+#define TCHECK(a, t, step, expr)                                   \
+	do {                                                       \
+		long __r = (expr);                                 \
+		if (__r < 0 && __r > -4096)                        \
+			return thread_failed(a, t, step, __r);     \
+	} while (0)
+
+static int thread_setup(struct restorer_args *a, struct restorer_thread *t)
+{
+	if (!(t->sas_flags & SS_DISABLE)) {
+		struct {
+			uint64_t sp;
+			int32_t flags;
+			int32_t pad;
+			uint64_t size;
+		} ss = { t->sas_sp, t->sas_flags & ~SS_ONSTACK, 0, t->sas_size };
+
+		TCHECK(a, t, RSTEP_SIGALTSTACK, sys2(NR_sigaltstack, &ss, 0));
+	}
+	sys1(NR_set_tid_address, t->clear_child_tid);
+	if (t->robust_list)
+		TCHECK(a, t, RSTEP_TID_ADDRESS,
+		       sys2(NR_set_robust_list, t->robust_list, t->robust_list_len));
+	TCHECK(a, t, RSTEP_PRCTL, sys2(NR_prctl, PR_SET_NAME, t->comm));
+	if (t->rseq_ptr)
+		TCHECK(a, t, RSTEP_RSEQ, sys4(NR_rseq, t->rseq_ptr, t->rseq_len, 0, t->rseq_sig));
+	return 0;
+}
+
+static void __attribute__((noreturn)) thread_main(struct restorer_args *a, long index)
+{
+	struct restorer_thread *t = (struct restorer_thread *)a->threads + index;
+
+	uint64_t detail;
+	long r;
+
+	if (thread_setup(a, t))
+		thread_park(a);
+	if (a->change_creds) {
+		r = set_creds(a, &detail);
+		if (r)
+			thread_failed(a, t, RSTEP_CREDS, r);
+	} else if (a->no_new_privs) {
+		sys5(NR_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+	}
+	thread_park(a);
+}
+
+static int create_threads(struct restorer_args *a)
+{
+	struct restorer_thread *threads = (struct restorer_thread *)a->threads;
+
+	for (uint32_t i = 0; i < a->nr_threads; i++) {
+		int32_t tid = threads[i].tid;
+		struct clone_args_raw ca = {
+			.flags = CLONE_THREAD_FLAGS,
+			.stack = threads[i].stack_top - RESTORER_THREAD_STACK_BYTES,
+			.stack_size = RESTORER_THREAD_STACK_BYTES,
+			.set_tid = (uint64_t)&tid,
+			.set_tid_size = 1,
+		};
+		long r = restorer_clone_thread(&ca, sizeof(ca), a, i, thread_main);
+
+		if (r < 0)
+			return failed(a, RSTEP_THREADS, r, tid);
+	}
+	while (__atomic_load_n(&a->threads_ready, __ATOMIC_SEQ_CST) < (int32_t)a->nr_threads)
+		sys0(NR_sched_yield);
 	return 0;
 }
 
@@ -288,6 +448,9 @@ restorer_entry(struct restorer_args *a)
 	}
 	if (restore_signals_and_timers(a) || restore_prctls(a) || restore_rlimits(a))
 		goto out;
+	/* before the credentials change: set_tid needs CAP_CHECKPOINT_RESTORE */
+	if (create_threads(a))
+		goto out;
 	for (uint32_t i = 0; i < a->nr_close_fds; i++)
 		sys1(NR_close, a->close_fds[i]);
 	if (restore_creds(a))
@@ -296,8 +459,6 @@ restorer_entry(struct restorer_args *a)
 	if (a->pdeathsig)
 		sys2(NR_prctl, PR_SET_PDEATHSIG, a->pdeathsig);
 	sys2(NR_prctl, PR_SET_DUMPABLE, a->dumpable);
-	if (a->no_new_privs)
-		sys5(NR_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
 	if (queue_signals(a))
 		goto out;
 	if (a->rseq_ptr) {

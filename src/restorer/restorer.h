@@ -19,6 +19,7 @@
 #define RESTORER_NSIG 64
 #define RESTORER_NLIMITS 16
 #define RESTORER_MAX_GROUPS 256
+#define RESTORER_THREAD_STACK_BYTES (16 * 1024)
 
 /* Steps, in order; on failure args->fail_step says which one failed. */
 enum restorer_step {
@@ -40,6 +41,7 @@ enum restorer_step {
 	RSTEP_DUMPABLE,
 	RSTEP_SIGQUEUE,
 	RSTEP_RSEQ,
+	RSTEP_THREADS,
 	RSTEP_COUNT,
 };
 
@@ -78,6 +80,21 @@ struct restorer_siginfo {
 	int32_t tid;		/* 0: process-wide queue */
 	int32_t signo;
 	uint8_t info[128];
+};
+
+/* A secondary thread: created by the restorer, set up by itself. */
+struct restorer_thread {
+	int32_t tid;
+	int32_t fail_step;
+	int32_t fail_errno;
+	int32_t sas_flags;
+	uint64_t sas_sp, sas_size;
+	uint64_t clear_child_tid;
+	uint64_t robust_list, robust_list_len;
+	uint64_t rseq_ptr;
+	uint32_t rseq_len, rseq_sig;
+	uint64_t stack_top;
+	char comm[16];
 };
 
 struct restorer_args {
@@ -141,7 +158,12 @@ struct restorer_args {
 	uint32_t rseq_len;
 	uint64_t rseq_ptr;
 	uint32_t rseq_sig;
-	uint32_t pad1;
+
+	/* secondary threads: struct restorer_thread[nr_threads], in the area */
+	uint32_t nr_threads;
+	uint64_t threads;
+	int32_t threads_ready;	/* incremented by each thread when set up */
+	int32_t threads_release;	/* futex the threads sleep on until seized */
 };
 
 /* Entry point: the first byte of the blob. Never returns. */

@@ -41,8 +41,15 @@ enum cryo_after {
 	CRYO_STOP,
 };
 
+/* Which processes a checkpoint takes, as BLCR's cr_checkpoint had it. */
+enum cryo_scope {
+	CRYO_SCOPE_TREE = 0,	/* the process and all its descendants */
+	CRYO_SCOPE_PID,		/* that process alone (refused if it has children) */
+};
+
 struct cryo_checkpoint_opts {
-	pid_t pid;		/* the process to checkpoint */
+	pid_t pid;		/* the process to checkpoint (root of the tree) */
+	enum cryo_scope scope;
 	const char *output;	/* image path */
 	enum cryo_after after;
 	int no_sync;		/* skip fsync of image and directory (faster, unsafe) */

@@ -37,20 +37,20 @@ static int is_simple_chardev(const char *path)
 	return 0;
 }
 
-static int add_blob(struct dump_ctx *c, struct cryo_img_fd *f, int src_fd, uint64_t len,
-		    uint8_t *data)
+int add_blob(struct dump_tree *t, struct cryo_img_fd *f, int src_fd, uint64_t len,
+	     uint8_t *data)
 {
-	struct fd_blob *b = realloc(c->blobs, (c->nr_blobs + 1) * sizeof(*b));
+	struct fd_blob *b = realloc(t->blobs, (t->nr_blobs + 1) * sizeof(*b));
 
 	if (!b)
 		return CRYO_EINTERNAL;
-	c->blobs = b;
-	b[c->nr_blobs].id = c->nr_blobs + 1;
-	b[c->nr_blobs].src_fd = src_fd;
-	b[c->nr_blobs].len = len;
-	b[c->nr_blobs].data = data;
-	f->blob_id = b[c->nr_blobs].id;
-	c->nr_blobs++;
+	t->blobs = b;
+	b[t->nr_blobs].id = t->nr_blobs + 1;
+	b[t->nr_blobs].src_fd = src_fd;
+	b[t->nr_blobs].len = len;
+	b[t->nr_blobs].data = data;
+	f->blob_id = b[t->nr_blobs].id;
+	t->nr_blobs++;
 	return 0;
 }
 
@@ -88,7 +88,7 @@ static int read_pipe_data(struct dump_ctx *c, int fd, struct cryo_img_fd *f)
 			free(data);
 			goto out;
 		}
-		ret = add_blob(c, f, -1, n, data);
+		ret = add_blob(c->tree, f, -1, n, data);
 	}
 out:
 	close(src);
@@ -137,7 +137,7 @@ static int classify_fd(struct dump_ctx *c, int idx, struct stat *sbs, const char
 				return cryo_fail(CRYO_EINTERNAL, "process %d: fd %d (%s): %s", c->pid,
 						 fd, path, strerror(errno));
 			f->kind = CRYO_FD_DELETED;
-			return add_blob(c, f, src, sb->st_size, NULL);
+			return add_blob(c->tree, f, src, sb->st_size, NULL);
 		}
 		f->kind = CRYO_FD_REG;
 		return 0;
@@ -164,36 +164,17 @@ static int classify_fd(struct dump_ctx *c, int idx, struct stat *sbs, const char
 		return unsupported(c, fd, "character device", path);
 	}
 	if (S_ISFIFO(sb->st_mode)) {
-		int have_read = 0, have_write = 0;
-
-		for (int j = 0; j < c->nr_fds; j++) {
-			if (sbs[j].st_ino != sb->st_ino || sbs[j].st_dev != sb->st_dev)
-				continue;
-			if ((c->fds[j].flags & O_ACCMODE) == O_RDONLY)
-				have_read = 1;
-			else
-				have_write = 1;
-		}
-		if (!strncmp(path, "pipe:", 5) && have_read && have_write) {
+		if (!strncmp(path, "pipe:", 5)) {
+			/* both ends may be in different processes: resolve_shared_fds() decides */
 			f->kind = CRYO_FD_PIPE;
 			f->pipe_ino = sb->st_ino;
-			/* the first read end of a pipe carries its buffered data */
-			for (int j = 0; j < idx; j++)
-				if (c->fds[j].kind == CRYO_FD_PIPE && c->fds[j].pipe_ino == sb->st_ino &&
-				    (c->fds[j].flags & O_ACCMODE) == O_RDONLY)
-					return 0;
-			if ((f->flags & O_ACCMODE) == O_RDONLY)
-				return read_pipe_data(c, fd, f);
 			return 0;
 		}
 		if (fd < STDIO_FDS) {
 			f->kind = CRYO_FD_INHERIT;
 			return 0;
 		}
-		if (path[0] == '/')
-			return unsupported(c, fd, "named FIFO", path);
-		return cryo_fail(CRYO_EUNSUPP, "process %d: fd %d (%s) is a pipe whose other end is "
-				 "outside the checkpoint", c->pid, fd, path);
+		return unsupported(c, fd, "named FIFO", path);
 	}
 	if (S_ISSOCK(sb->st_mode)) {
 		if (fd < STDIO_FDS) {
@@ -239,7 +220,7 @@ int collect_fds(struct dump_ctx *c)
 			goto out;
 		}
 		path[n] = 0;
-		f->path = strtab_add(&c->strings, path);
+		f->path = strtab_add(c->strings, path);
 		if (f->path == (cryo_str_t)-1) {
 			ret = CRYO_EINTERNAL;
 			goto out;
@@ -261,12 +242,100 @@ int collect_fds(struct dump_ctx *c)
 			f->dup_of = c->fds[dup].fd;
 			continue;
 		}
-		ret = classify_fd(c, i, sbs, c->strings.data + f->path);
+		ret = classify_fd(c, i, sbs, c->strings->data + f->path);
 		if (ret)
 			goto out;
 	}
 out:
 	free(fds);
-	free(sbs);
+	c->fd_stats = sbs;
 	return ret;
+}
+
+/* Pipes: both ends must be somewhere in the checkpoint; the data goes with one read end. */
+static int resolve_pipes(struct dump_tree *t)
+{
+	for (int p = 0; p < t->nr_procs; p++) {
+		struct dump_ctx *c = t->procs[p];
+
+		for (int i = 0; i < c->nr_fds; i++) {
+			struct cryo_img_fd *f = &c->fds[i];
+			int have_read = 0, have_write = 0, data_owner = 1;
+
+			if (f->kind != CRYO_FD_PIPE)
+				continue;
+			for (int q = 0; q < t->nr_procs; q++)
+				for (int j = 0; j < t->procs[q]->nr_fds; j++) {
+					const struct cryo_img_fd *g = &t->procs[q]->fds[j];
+
+					if (g->kind != CRYO_FD_PIPE || g->pipe_ino != f->pipe_ino)
+						continue;
+					if ((g->flags & O_ACCMODE) == O_RDONLY) {
+						have_read = 1;
+						if ((q < p || (q == p && j < i)))
+							data_owner = 0;
+					} else {
+						have_write = 1;
+					}
+				}
+			if (!have_read || !have_write) {
+				if (f->fd < STDIO_FDS) {
+					f->kind = CRYO_FD_INHERIT;
+					continue;
+				}
+				return cryo_fail(CRYO_EUNSUPP, "process %d: fd %d (pipe:[%llu]) is a "
+						 "pipe whose other end is outside the checkpoint",
+						 c->pid, f->fd, (unsigned long long)f->pipe_ino);
+			}
+			if (data_owner && (f->flags & O_ACCMODE) == O_RDONLY) {
+				int ret = read_pipe_data(c, f->fd, f);
+				if (ret)
+					return ret;
+			}
+		}
+	}
+	return 0;
+}
+
+/*
+ * Open file descriptions shared between processes (inherited across fork):
+ * give every fd that shares one the same file_id, found with kcmp.
+ */
+static int resolve_shared_files(struct dump_tree *t)
+{
+	for (int p = 0; p < t->nr_procs; p++) {
+		struct dump_ctx *c = t->procs[p];
+
+		for (int i = 0; i < c->nr_fds; i++) {
+			struct cryo_img_fd *f = &c->fds[i];
+
+			if (f->kind == CRYO_FD_DUP || f->kind == CRYO_FD_INHERIT)
+				continue;
+			for (int q = p + 1; q < t->nr_procs; q++) {
+				struct dump_ctx *d = t->procs[q];
+
+				for (int j = 0; j < d->nr_fds; j++) {
+					struct cryo_img_fd *g = &d->fds[j];
+
+					if (g->kind == CRYO_FD_DUP || g->kind == CRYO_FD_INHERIT ||
+					    g->file_id || d->fd_stats[j].st_ino != c->fd_stats[i].st_ino ||
+					    d->fd_stats[j].st_dev != c->fd_stats[i].st_dev)
+						continue;
+					if (syscall(SYS_kcmp, c->pid, d->pid, KCMP_FILE, f->fd, g->fd))
+						continue;
+					if (!f->file_id)
+						f->file_id = ++t->next_file_id;
+					g->file_id = f->file_id;
+				}
+			}
+		}
+	}
+	return 0;
+}
+
+int resolve_shared_fds(struct dump_tree *t)
+{
+	int ret = resolve_pipes(t);
+
+	return ret ? ret : resolve_shared_files(t);
 }

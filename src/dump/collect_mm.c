@@ -221,7 +221,7 @@ static int classify(struct dump_ctx *c, const struct proc_vma *pv, struct cryo_i
 	v->dev_minor = pv->dev_minor;
 	v->ino = pv->ino;
 	v->flags = translate_flags(pv->vmflags);
-	v->name = strtab_add(&c->strings, p);
+	v->name = strtab_add(c->strings, p);
 	if (v->name == (cryo_str_t)-1)
 		return CRYO_EINTERNAL;
 

@@ -291,7 +291,7 @@ static int readlink_str(struct dump_ctx *c, const char *what, cryo_str_t *out)
 		return cryo_fail(CRYO_EINTERNAL, "process %d: readlink %s: %s", c->pid, path,
 				 strerror(errno));
 	target[n] = 0;
-	*out = strtab_add(&c->strings, target);
+	*out = strtab_add(c->strings, target);
 	return *out == (cryo_str_t)-1 ? CRYO_EINTERNAL : 0;
 }
 
@@ -331,12 +331,6 @@ static int check_unsupported(struct dump_ctx *c, const struct proc_status *ps)
 	if (ps->groups_truncated)
 		return cryo_fail(CRYO_EUNSUPP, "process %d has more than %d supplementary groups",
 				 c->pid, CRYO_MAX_GROUPS);
-	if (read_proc(&b, "/proc/%d/task/%d/children", c->pid, c->pid) == 0 && b.len > 0) {
-		ret = cryo_fail(CRYO_EUNSUPP,
-				"process %d has child processes (%.*s): process trees are not "
-				"supported yet", c->pid, (int)strcspn(b.data, "\n"), b.data);
-		goto out;
-	}
 	if (read_proc(&b, "/proc/%d/timers", c->pid) == 0 && b.len > 0) {
 		ret = cryo_fail(CRYO_EUNSUPP, "process %d has POSIX timers (timer_create): not "
 				"supported yet", c->pid);
@@ -432,7 +426,7 @@ static int collect_ids_and_creds(struct dump_ctx *c)
 	t->cwd_path = cwd;
 	t->root_path = root;
 	{
-		const char *e = c->strings.data + exe;
+		const char *e = c->strings->data + exe;
 		size_t n = strlen(e);
 
 		if (n > 10 && !strcmp(e + n - 10, " (deleted)"))

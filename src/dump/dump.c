@@ -1,12 +1,13 @@
 /*
  * cryo_checkpoint(): the checkpoint pipeline.
  *
- *   freeze -> collect task, memory areas, descriptors -> write metadata ->
- *   write pages and blobs -> commit (fsync, rename) -> leave / kill / stop
+ *   freeze every process in scope (tree order) -> collect each one's task,
+ *   memory areas and descriptors -> resolve what processes share -> write
+ *   metadata -> pages and blobs -> commit (fsync, rename) -> leave/kill/stop
  *
- * The target is never harmed: on any failure its registers and scratch
- * memory are put back and it is detached, running as before. --kill kills
- * it only after the image is durably on disk.
+ * The targets are never harmed: on any failure their registers and scratch
+ * memory are put back and they are detached, running as before. --kill
+ * kills them only after the image is durably on disk.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -21,6 +22,7 @@
 #include "util/util.h"
 
 #define BLOB_CHUNK_BYTES (8ul << 20)
+#define MAX_PROCS 32768
 
 static const int deferred_signals[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2,
 					SIGPIPE, SIGALRM, SIGTSTP, SIGTTIN, SIGTTOU, SIGXFSZ };
@@ -31,6 +33,134 @@ static uint64_t read_xcr0(void)
 
 	__asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
 	return ((uint64_t)hi << 32) | lo;
+}
+
+static struct dump_ctx *find_proc(struct dump_tree *t, pid_t pid)
+{
+	for (int i = 0; i < t->nr_procs; i++)
+		if (t->procs[i]->pid == pid)
+			return t->procs[i];
+	return NULL;
+}
+
+static struct dump_ctx *new_proc(struct dump_tree *t, pid_t pid)
+{
+	struct dump_ctx **procs, *c;
+
+	if (t->nr_procs == MAX_PROCS) {
+		cryo_log("more than %d processes in scope", MAX_PROCS);
+		return NULL;
+	}
+	procs = realloc(t->procs, (t->nr_procs + 1) * sizeof(*procs));
+	c = xzalloc(sizeof(*c));
+	if (!procs || !c) {
+		free(c);
+		return NULL;
+	}
+	t->procs = procs;
+	c->tree = t;
+	c->pid = pid;
+	c->mem_fd = -1;
+	c->strings = &t->strings;
+	t->procs[t->nr_procs++] = c;
+	return c;
+}
+
+/* A zombie keeps only its IDs and exit status; it cannot be traced. */
+static int record_zombie(struct dump_ctx *c, const struct proc_stat *st)
+{
+	struct cryo_img_task *t = &c->img_task;
+
+	c->zombie = 1;
+	t->pid = c->pid;
+	t->ppid = st->ppid;
+	t->pgid = st->pgrp;
+	t->sid = st->session;
+	t->flags = CRYO_TASK_ZOMBIE;
+	t->exit_status = st->exit_code;
+	t->exit_signal = st->exit_signal;
+	snprintf(t->comm, sizeof(t->comm), "%.15s", st->comm);
+	return 0;
+}
+
+/* Children of every thread of c, frozen (or recorded as zombies) in turn. */
+static int add_children(struct dump_tree *t, struct dump_ctx *c, enum cryo_scope scope)
+{
+	for (int i = 0; i < c->nr_threads; i++) {
+		struct buf b = { 0 };
+		char *p, *end;
+
+		if (read_proc(&b, "/proc/%d/task/%d/children", c->pid, c->threads[i].tid))
+			continue;
+		for (p = b.data; p && *p; p = end) {
+			pid_t child = strtol(p, &end, 10);
+			struct proc_stat st;
+			struct dump_ctx *cc;
+			int ret;
+
+			if (end == p)
+				break;
+			if (find_proc(t, child))
+				continue;
+			if (scope == CRYO_SCOPE_PID) {
+				buf_free(&b);
+				return cryo_fail(CRYO_EUNSUPP, "process %d has child process %d: "
+						 "checkpoint the whole tree (--tree) so it can be "
+						 "restored", c->pid, child);
+			}
+			if (proc_read_stat(child, 0, &st))
+				continue;	/* already gone */
+			cc = new_proc(t, child);
+			if (!cc) {
+				buf_free(&b);
+				return CRYO_EINTERNAL;
+			}
+			if (st.state == 'Z' || st.state == 'X')
+				ret = record_zombie(cc, &st);
+			else
+				ret = freeze_process(cc);
+			if (ret) {
+				buf_free(&b);
+				return ret;
+			}
+		}
+		buf_free(&b);
+	}
+	return 0;
+}
+
+static int freeze_tree(struct dump_tree *t, pid_t root, enum cryo_scope scope)
+{
+	struct dump_ctx *c = new_proc(t, root);
+	int ret;
+
+	if (!c)
+		return CRYO_EINTERNAL;
+	ret = freeze_process(c);
+	/* parents come before their children: the list grows while we walk it */
+	for (int i = 0; !ret && i < t->nr_procs; i++)
+		if (!t->procs[i]->zombie)
+			ret = add_children(t, t->procs[i], scope);
+	return ret;
+}
+
+static int collect_tree(struct dump_tree *t)
+{
+	for (int i = 0; i < t->nr_procs; i++) {
+		struct dump_ctx *c = t->procs[i];
+		int ret;
+
+		if (c->zombie)
+			continue;
+		ret = collect_task(c);
+		if (!ret)
+			ret = collect_mm(c);
+		if (!ret)
+			ret = collect_fds(c);
+		if (ret)
+			return ret;
+	}
+	return resolve_shared_fds(t);
 }
 
 static int write_blob_from_fd(struct img_writer *w, const struct fd_blob *b, uint8_t *buf)
@@ -51,13 +181,13 @@ static int write_blob_from_fd(struct img_writer *w, const struct fd_blob *b, uin
 	return 0;
 }
 
-int dump_blobs(struct dump_ctx *c, struct img_writer *w)
+static int write_blobs(struct dump_tree *t, struct img_writer *w)
 {
 	uint8_t *buf = NULL;
 	int ret = 0;
 
-	for (int i = 0; i < c->nr_blobs && !ret; i++) {
-		struct fd_blob *b = &c->blobs[i];
+	for (int i = 0; i < t->nr_blobs && !ret; i++) {
+		struct fd_blob *b = &t->blobs[i];
 
 		if (b->data) {
 			ret = imgw_section(w, CRYO_SEC_BLOB, b->id, 0, 0, b->data, b->len);
@@ -76,160 +206,210 @@ int dump_blobs(struct dump_ctx *c, struct img_writer *w)
 	return ret;
 }
 
-/* The XSAVE areas of all threads, one after the other (offsets in THREAD). */
-static int write_xstate(struct dump_ctx *c, struct img_writer *w)
+/* Concatenate one kind of per-process table into one section. */
+#define GATHER(t, type, field, count_field, out, nr)                                  \
+	do {                                                                          \
+		size_t total = 0;                                                     \
+		for (int p = 0; p < (t)->nr_procs; p++)                               \
+			total += (t)->procs[p]->count_field;                          \
+		(out) = malloc((total ? total : 1) * sizeof(type));                   \
+		(nr) = 0;                                                             \
+		if (out)                                                              \
+			for (int p = 0; p < (t)->nr_procs; p++) {                     \
+				memcpy((out) + (nr), (t)->procs[p]->field,            \
+				       (t)->procs[p]->count_field * sizeof(type));    \
+				(nr) += (t)->procs[p]->count_field;                   \
+			}                                                             \
+	} while (0)
+
+static int write_tables(struct dump_tree *t, struct img_writer *w)
 {
-	uint64_t total = 0, off = 0;
-	uint8_t *all;
+	struct cryo_img_task *tasks = malloc(t->nr_procs * sizeof(*tasks));
+	struct cryo_img_thread *threads;
+	struct cryo_img_siginfo *sigs;
+	struct cryo_img_fd *fds;
+	uint8_t *xstate = NULL;
+	size_t nr_threads, nr_sigs, nr_fds;
+	uint64_t xstate_len = 0;
 	int ret;
 
-	for (int i = 0; i < c->nr_threads; i++)
-		total += c->threads[i].xstate_size;
-	all = malloc(total ? total : 1);
-	if (!all)
-		return cryo_fail(CRYO_EINTERNAL, "out of memory for XSAVE areas");
-	for (int i = 0; i < c->nr_threads; i++) {
-		memcpy(all + off, c->threads[i].xstate, c->threads[i].xstate_size);
-		off += c->threads[i].xstate_size;
+	GATHER(t, struct cryo_img_thread, img_threads, nr_threads, threads, nr_threads);
+	GATHER(t, struct cryo_img_siginfo, sigs, nr_sigs, sigs, nr_sigs);
+	GATHER(t, struct cryo_img_fd, fds, nr_fds, fds, nr_fds);
+	for (int p = 0; p < t->nr_procs; p++)
+		for (int i = 0; i < t->procs[p]->nr_threads; i++)
+			xstate_len += t->procs[p]->threads[i].xstate_size;
+	xstate = malloc(xstate_len ? xstate_len : 1);
+	if (!tasks || !threads || !sigs || !fds || !xstate) {
+		ret = cryo_fail(CRYO_EINTERNAL, "out of memory for the image tables");
+		goto out;
 	}
-	ret = imgw_section(w, CRYO_SEC_XSTATE, c->pid, 0, 0, all, total);
-	free(all);
+	/* XSAVE areas one after the other; each thread entry says where its own is */
+	xstate_len = 0;
+	for (int p = 0, k = 0; p < t->nr_procs; p++) {
+		tasks[p] = t->procs[p]->img_task;
+		for (int i = 0; i < t->procs[p]->nr_threads; i++, k++) {
+			const struct frozen_task *ft = &t->procs[p]->threads[i];
+
+			memcpy(xstate + xstate_len, ft->xstate, ft->xstate_size);
+			threads[k].xstate_offset = xstate_len;
+			xstate_len += ft->xstate_size;
+		}
+	}
+	ret = imgw_section(w, CRYO_SEC_STRINGS, 0, 0, 0, t->strings.data, t->strings.len);
+	if (!ret)
+		ret = imgw_section(w, CRYO_SEC_TASK, 0, sizeof(*tasks), t->nr_procs, tasks,
+				   (uint64_t)t->nr_procs * sizeof(*tasks));
+	if (!ret)
+		ret = imgw_section(w, CRYO_SEC_THREAD, 0, sizeof(*threads), nr_threads, threads,
+				   nr_threads * sizeof(*threads));
+	if (!ret)
+		ret = imgw_section(w, CRYO_SEC_XSTATE, 0, 0, 0, xstate, xstate_len);
+	if (!ret)
+		ret = imgw_section(w, CRYO_SEC_SIGINFO, 0, sizeof(*sigs), nr_sigs, sigs,
+				   nr_sigs * sizeof(*sigs));
+	if (!ret)
+		ret = imgw_section(w, CRYO_SEC_FD, 0, sizeof(*fds), nr_fds, fds,
+				   nr_fds * sizeof(*fds));
+out:
+	free(tasks);
+	free(threads);
+	free(sigs);
+	free(fds);
+	free(xstate);
 	return ret;
 }
 
-static int write_metadata(struct dump_ctx *c, struct img_writer *w)
+static int write_image(struct dump_tree *t, struct img_writer *w)
 {
-	int ret;
+	int ret = write_tables(t, w);
 
-	ret = imgw_section(w, CRYO_SEC_STRINGS, 0, 0, 0, c->strings.data, c->strings.len);
 	if (!ret)
-		ret = imgw_section(w, CRYO_SEC_TASK, c->pid, sizeof(c->img_task), 1, &c->img_task,
-				   sizeof(c->img_task));
-	if (!ret)
-		ret = imgw_section(w, CRYO_SEC_THREAD, c->pid, sizeof(*c->img_threads),
-				   c->nr_threads, c->img_threads,
-				   (uint64_t)c->nr_threads * sizeof(*c->img_threads));
-	if (!ret)
-		ret = write_xstate(c, w);
-	if (!ret)
-		ret = imgw_section(w, CRYO_SEC_SIGINFO, c->pid, sizeof(*c->sigs), c->nr_sigs, c->sigs,
-				   (uint64_t)c->nr_sigs * sizeof(*c->sigs));
-	if (!ret)
-		ret = imgw_section(w, CRYO_SEC_FD, c->pid, sizeof(*c->fds), c->nr_fds, c->fds,
-				   (uint64_t)c->nr_fds * sizeof(*c->fds));
-	if (!ret)
-		ret = dump_blobs(c, w);
-	if (!ret)
+		ret = write_blobs(t, w);
+	for (int p = 0; p < t->nr_procs && !ret; p++) {
+		struct dump_ctx *c = t->procs[p];
+
+		if (c->zombie)
+			continue;
 		ret = imgw_section(w, CRYO_SEC_VMA, c->pid, sizeof(*c->img_vmas), c->nr_vmas,
 				   c->img_vmas, (uint64_t)c->nr_vmas * sizeof(*c->img_vmas));
+		if (!ret)
+			ret = dump_pages(c, w);
+	}
 	return ret;
 }
 
-static void free_ctx(struct dump_ctx *c)
+static void free_proc(struct dump_ctx *c)
 {
-	for (int i = 0; i < c->nr_blobs; i++) {
-		if (c->blobs[i].src_fd >= 0)
-			close(c->blobs[i].src_fd);
-		free(c->blobs[i].data);
-	}
 	for (int i = 0; c->vma_src_fds && i < c->nr_vmas; i++)
 		if (c->vma_src_fds[i] >= 0)
 			close(c->vma_src_fds[i]);
 	if (c->runs)
 		for (int i = 0; i < c->nr_vmas; i++)
 			free(c->runs[i].runs);
-	if (c->mem_fd > 0)
+	if (c->mem_fd >= 0)
 		close(c->mem_fd);
-	free(c->blobs);
 	free(c->vma_src_fds);
 	free(c->runs);
 	free(c->img_vmas);
 	free(c->vmas);
 	free(c->fds);
+	free(c->fd_stats);
 	free(c->sigs);
 	for (int i = 0; i < c->nr_threads; i++)
 		free(c->threads[i].xstate);
 	free(c->threads);
 	free(c->img_threads);
-	strtab_free(&c->strings);
+	free(c);
+}
+
+static void free_tree(struct dump_tree *t)
+{
+	for (int i = 0; i < t->nr_blobs; i++) {
+		if (t->blobs[i].src_fd >= 0)
+			close(t->blobs[i].src_fd);
+		free(t->blobs[i].data);
+	}
+	free(t->blobs);
+	for (int i = 0; i < t->nr_procs; i++)
+		free_proc(t->procs[i]);
+	free(t->procs);
+	strtab_free(&t->strings);
+}
+
+static void release_tree(struct dump_tree *t, enum cryo_after after)
+{
+	for (int i = 0; i < t->nr_procs; i++) {
+		struct dump_ctx *c = t->procs[i];
+
+		if (c->zombie)
+			continue;
+		switch (after) {
+		case CRYO_KILL:
+			kill_process(c);
+			break;
+		case CRYO_STOP:
+			thaw_process(c);
+			kill(c->pid, SIGSTOP);
+			break;
+		case CRYO_LEAVE_RUNNING:
+			thaw_process(c);
+			break;
+		}
+	}
 }
 
 int cryo_checkpoint(const struct cryo_checkpoint_opts *opts)
 {
-	struct dump_ctx c = { 0 };
+	struct dump_tree tree = { 0 };
 	struct img_writer *w = NULL;
-	int ret, frozen = 0;
+	sigset_t defer, old_mask;
 	uint64_t t0 = now_ns(), t_frozen = 0;
+	int ret;
 
-	c.pid = opts->pid;
-	c.mem_fd = -1;
 	if (opts->pid <= 0)
 		return cryo_fail(CRYO_EUSAGE, "invalid PID %d", opts->pid);
-	if (proc_tgid(opts->pid) != opts->pid && proc_task_state(opts->pid))
+	if (proc_task_state(opts->pid) && proc_tgid(opts->pid) != opts->pid)
 		return cryo_fail(CRYO_EUNSUPP, "%d is a thread of process %d: give the process ID",
 				 opts->pid, proc_tgid(opts->pid));
-	if (opts->pid == getpid())
-		return cryo_fail(CRYO_EUSAGE, "cryo cannot checkpoint itself");
+	if (opts->pid == getpid() || opts->pid == getppid())
+		return cryo_fail(CRYO_EUSAGE, "cryo cannot checkpoint itself or its parent");
 
 	/*
-	 * While the target is frozen, a signal must not end cryo between two
-	 * ptrace calls: defer the catchable ones until it is thawed. (SIGKILL
-	 * cannot be deferred; see docs/cryo.1, BUGS.)
+	 * While targets are frozen, a signal must not end cryo between two
+	 * ptrace calls: defer the catchable ones until they are thawed.
+	 * (SIGKILL cannot be deferred; see docs/cryo.1, BUGS.)
 	 */
-	sigset_t defer, old_mask;
 	sigemptyset(&defer);
 	for (size_t i = 0; i < ARRAY_SIZE(deferred_signals); i++)
 		sigaddset(&defer, deferred_signals[i]);
 	sigprocmask(SIG_BLOCK, &defer, &old_mask);
 
-	frozen = 1;
-	ret = freeze_process(&c);
-	if (ret)
-		goto out;
+	ret = freeze_tree(&tree, opts->pid, opts->scope);
 	t_frozen = now_ns();
-	ret = collect_task(&c);
 	if (!ret)
-		ret = collect_mm(&c);
+		ret = collect_tree(&tree);
 	if (!ret)
-		ret = collect_fds(&c);
-	if (ret)
-		goto out;
-
-	ret = imgw_open(&w, opts->output, read_xcr0());
-	if (ret)
-		goto out;
-	ret = write_metadata(&c, w);
+		ret = imgw_open(&w, opts->output, read_xcr0());
 	if (!ret)
-		ret = dump_pages(&c, w);
+		ret = write_image(&tree, w);
 	if (!ret)
 		ret = fault_point("checkpoint:write");
-	if (!ret)
+	if (!ret) {
 		ret = imgw_commit(w, opts->no_sync);
-	w = NULL;	/* commit consumed it, successful or not */
-	if (ret)
-		goto out;
-
-	cryo_debug("checkpoint of %d: frozen %.1f ms, total %.1f ms", c.pid,
-		   (now_ns() - t_frozen) / 1e6, (now_ns() - t0) / 1e6);
-	switch (opts->after) {
-	case CRYO_KILL:
-		kill_process(&c);
-		break;
-	case CRYO_STOP:
-		thaw_process(&c);
-		kill(c.pid, SIGSTOP);
-		break;
-	case CRYO_LEAVE_RUNNING:
-		thaw_process(&c);
-		break;
+		w = NULL;	/* commit consumes it, successful or not */
 	}
-	frozen = 0;
-out:
 	if (w)
 		imgw_abort(w);
-	if (frozen)
-		thaw_process(&c);
+	if (ret) {
+		release_tree(&tree, CRYO_LEAVE_RUNNING);
+	} else {
+		cryo_debug("checkpoint of %d (%d processes): frozen %.1f ms, total %.1f ms",
+			   opts->pid, tree.nr_procs, (now_ns() - t_frozen) / 1e6,
+			   (now_ns() - t0) / 1e6);
+		release_tree(&tree, opts->after);
+	}
 	sigprocmask(SIG_SETMASK, &old_mask, NULL);
-	free_ctx(&c);
+	free_tree(&tree);
 	return ret;
 }

@@ -7,6 +7,8 @@
 #ifndef CRYO_DUMP_H
 #define CRYO_DUMP_H
 
+#include <sys/stat.h>
+
 #include "cryo.h"
 #include "image/image.h"
 #include "kernel/proc.h"
@@ -24,14 +26,20 @@ struct fd_blob {
 	uint8_t *data;		/* small blobs (pipe data) kept in memory */
 };
 
+struct dump_tree;
+
+/* One process of the checkpoint. */
 struct dump_ctx {
+	struct dump_tree *tree;
 	pid_t pid;
+	int zombie;		/* only IDs and exit status are saved */
+	int exit_status;	/* zombies: as waitpid() would report it */
 	/* threads[0] is the main thread (tid == pid); the others in /proc order */
 	struct frozen_task *threads;
 	struct cryo_img_thread *img_threads;
 	int nr_threads;
 	struct cryo_img_task img_task;
-	struct strtab strings;
+	struct strtab *strings;	/* the tree's */
 
 	struct proc_vma *vmas;
 	int nr_vmas;
@@ -40,9 +48,8 @@ struct dump_ctx {
 	int *vma_src_fds;	/* per VMA: fd to read shared memory data from, or -1 */
 
 	struct cryo_img_fd *fds;
+	struct stat *fd_stats;	/* what each fd points at, for sharing analysis */
 	int nr_fds;
-	struct fd_blob *blobs;
-	int nr_blobs;
 
 	struct cryo_img_siginfo *sigs;
 	int nr_sigs;
@@ -51,13 +58,26 @@ struct dump_ctx {
 	uint64_t zero_pfn;	/* PFN of the kernel's zero page (skipped) */
 };
 
+/* The whole checkpoint: every process in scope, in tree order (parents first). */
+struct dump_tree {
+	struct dump_ctx **procs;
+	int nr_procs;
+	struct strtab strings;
+	struct fd_blob *blobs;
+	int nr_blobs;
+	uint64_t next_file_id;
+};
+
 int freeze_process(struct dump_ctx *c);
 void thaw_process(struct dump_ctx *c);
 void kill_process(struct dump_ctx *c);
 int collect_task(struct dump_ctx *c);
 int collect_mm(struct dump_ctx *c);
 int collect_fds(struct dump_ctx *c);
+/* After every process is collected: pipes across processes, shared files. */
+int resolve_shared_fds(struct dump_tree *t);
+int add_blob(struct dump_tree *t, struct cryo_img_fd *f, int src_fd, uint64_t len,
+	     uint8_t *data);
 int dump_pages(struct dump_ctx *c, struct img_writer *w);
-int dump_blobs(struct dump_ctx *c, struct img_writer *w);
 
 #endif

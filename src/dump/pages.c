@@ -21,6 +21,11 @@
 #define CHUNK_BYTES (8ul << 20)
 #define MAX_IOV 1024
 
+static uint64_t pages_id(const struct dump_ctx *c, int vma_index)
+{
+	return (uint64_t)c->pid << 32 | (uint32_t)vma_index;
+}
+
 struct chunk {
 	uint8_t *buf;
 	size_t len;
@@ -68,7 +73,7 @@ static int flush_chunk(struct dump_ctx *c, struct img_writer *w, int vma_index, 
 		return 0;
 	ret = read_chunk(c, vma_index, ch);
 	if (!ret)
-		ret = imgw_section_aligned(w, CRYO_SEC_PAGES, vma_index, PAGE_SIZE_BYTES,
+		ret = imgw_section_aligned(w, CRYO_SEC_PAGES, pages_id(c, vma_index), PAGE_SIZE_BYTES,
 					   ch->len / PAGE_SIZE_BYTES, ch->buf, ch->len);
 	ch->len = 0;
 	ch->nr_iov = 0;
@@ -81,7 +86,7 @@ static int dump_vma_pages(struct dump_ctx *c, struct img_writer *w, int vma_inde
 	const struct page_runs *r = &c->runs[vma_index];
 	int ret;
 
-	ret = imgw_section(w, CRYO_SEC_PAGEMAP, vma_index, sizeof(struct cryo_img_page_run), r->nr,
+	ret = imgw_section(w, CRYO_SEC_PAGEMAP, pages_id(c, vma_index), sizeof(struct cryo_img_page_run), r->nr,
 			   r->runs, (uint64_t)r->nr * sizeof(struct cryo_img_page_run));
 	if (ret)
 		return ret;

@@ -46,13 +46,13 @@ enum cryo_section_type {
 	CRYO_SEC_INDEX = 1,
 	CRYO_SEC_PAD = 2,
 	CRYO_SEC_STRINGS = 3,		/* NUL-terminated strings, referenced by offset */
-	CRYO_SEC_TASK = 10,		/* struct cryo_img_task, one per process */
+	CRYO_SEC_TASK = 10,		/* struct cryo_img_task, one per process, parents first */
 	CRYO_SEC_THREAD = 11,		/* struct cryo_img_thread, one per thread */
 	CRYO_SEC_XSTATE = 12,		/* XSAVE areas of all threads, concatenated */
 	CRYO_SEC_SIGINFO = 13,		/* struct cryo_img_siginfo, pending signals */
-	CRYO_SEC_VMA = 20,		/* struct cryo_img_vma, in address order */
-	CRYO_SEC_PAGEMAP = 21,		/* struct cryo_img_page_run; id = VMA index */
-	CRYO_SEC_PAGES = 22,		/* raw page data of the runs just before; id = VMA index */
+	CRYO_SEC_VMA = 20,		/* struct cryo_img_vma, in address order; id = pid */
+	CRYO_SEC_PAGEMAP = 21,		/* struct cryo_img_page_run; id = pid << 32 | VMA index */
+	CRYO_SEC_PAGES = 22,		/* page data of the runs just before; same id */
 	CRYO_SEC_FD = 30,		/* struct cryo_img_fd */
 	CRYO_SEC_BLOB = 31,		/* opaque data (file or pipe content); id = blob id */
 };
@@ -108,6 +108,7 @@ struct cryo_img_itimer {
 
 enum cryo_task_flags {
 	CRYO_TASK_STOPPED = 1 << 0,	/* in group stop (SIGSTOP/SIGTSTP) */
+	CRYO_TASK_ZOMBIE = 1 << 1,	/* dead, not yet reaped: IDs and exit_status only */
 };
 
 struct cryo_img_task {
@@ -119,6 +120,8 @@ struct cryo_img_task {
 	char comm[16];
 	cryo_str_t exe_path, cwd_path, root_path;
 	uint32_t exit_signal;
+	int32_t exit_status;		/* zombies: wait status as waitpid() reports it */
+	uint32_t pad1;
 	uint64_t exe_dev, exe_ino, exe_size, exe_mtime_ns;
 
 	/* struct prctl_mm_map, minus the exe fd and auxv pointer */
@@ -245,6 +248,8 @@ struct cryo_img_fd {
 	uint64_t blob_id;		/* content (deleted file, pipe buffer); 0 = none */
 	uint64_t size, mtime_ns;	/* of the file at checkpoint */
 	uint32_t rdev_major, rdev_minor;
+	uint64_t file_id;		/* != 0: open file description shared with other
+					 * processes; every fd with this id shares it */
 } __attribute__((packed));
 
 #endif

@@ -363,7 +363,7 @@ static const char *const rlimit_names[CRYO_RLIM_NLIMITS] = {
 
 static const char *const itimer_names[3] = { "REAL", "VIRTUAL", "PROF" };
 
-static const char *const task_flag_names[] = { "stopped" };
+static const char *const task_flag_names[] = { "stopped", "zombie" };
 
 static const char *const vma_kind_names[] = {
 	NULL, "anon-private", "anon-shared", "file-private", "file-shared",
@@ -467,6 +467,8 @@ static void print_task(struct inspect *in, const struct cryo_img_task *t)
 	o_hex(o, "personality", t->personality);
 	o_flags(o, "flags", t->flags, task_flag_names, ARRAY_SIZE(task_flag_names));
 	o_signal(o, "exit_signal", t->exit_signal);
+	if (t->flags & CRYO_TASK_ZOMBIE || o->json)
+		o_i64(o, "exit_status", t->exit_status);
 	o_i64(o, "pdeathsig", t->pdeathsig);
 	o_u64(o, "dumpable", t->dumpable);
 	o_u64(o, "child_subreaper", t->child_subreaper);
@@ -699,6 +701,8 @@ static void print_fd(struct inspect *in, const struct cryo_img_fd *f)
 	}
 	if (f->blob_id || o->json)
 		o_u64(o, "blob_id", f->blob_id);
+	if (f->file_id || o->json)
+		o_u64(o, "file_id", f->file_id);
 	o_obj_end(o);
 }
 

@@ -193,6 +193,7 @@ int proc_read_stat(pid_t pid, pid_t tid, struct proc_stat *st)
 	st->arg_end = F(49);
 	st->env_start = F(50);
 	st->env_end = F(51);
+	st->exit_code = F(52);
 #undef F
 out:
 	buf_free(&b);

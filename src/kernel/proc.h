@@ -58,6 +58,7 @@ struct proc_stat {
 	unsigned long long starttime;
 	uint64_t start_code, end_code, start_stack;
 	int exit_signal;
+	int exit_code;		/* field 52: wait status, for zombies */
 	uint64_t start_data, end_data, start_brk;
 	uint64_t arg_start, arg_end, env_start, env_end;
 	char comm[64];

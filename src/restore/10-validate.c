@@ -2,8 +2,9 @@
  * Phase 10: load the image and check that everything in it makes sense
  * before any task exists. imgr_open() already verified structure and
  * checksums; here every value is checked for meaning (addresses, counts,
- * fd numbers, string references, cross references), and the machine for
- * fitness: CPU features for the saved FPU state, vDSO layout, free PID.
+ * fd numbers, string references, the shape of the tree, cross references),
+ * and the machine for fitness: CPU features for the saved FPU state, vDSO
+ * layout, free PIDs and TIDs, sessions cryo can recreate.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -18,13 +19,12 @@
 #include "util/util.h"
 
 #define USER_SPACE_END 0x7ffffffff000ull
-#define VSYSCALL_START 0xffffffffff600000ull
-#define MAX_TABLE_ENTRIES (1u << 20)
 #define MAX_FD_NUMBER (1 << 20)
 #define MAX_PENDING_SIGNALS 65536
 #define XSAVE_HEADER_OFFSET 512
 #define SI_SIGNO_OFFSET 0
 #define MAX_THREADS 32768
+#define MAX_PROCS 32768
 #define XSTATE_MAX_BYTES (16 * 1024)
 
 static int bad(struct restore_ctx *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -39,18 +39,18 @@ static int bad(struct restore_ctx *r, const char *fmt, ...)
 	return cryo_fail(CRYO_EIMAGE, "image %s: %s", r->opts->image, msg);
 }
 
-/* Exactly one table section of this type; its entries, copied. */
-static void *load_single(struct restore_ctx *r, uint32_t type, const char *what, uint32_t size,
-			 uint32_t *count)
+/* Exactly one table section of this type (and id); its entries, copied. */
+static void *load_single(struct restore_ctx *r, uint32_t type, uint64_t id, const char *what,
+			 uint32_t size, uint32_t *count)
 {
-	long i = imgr_find(r->img, type, 0, 1, 0);
+	long i = imgr_find(r->img, type, id, 0, 0);
 
 	if (i < 0) {
 		bad(r, "no %s section", what);
 		return NULL;
 	}
-	if (imgr_find(r->img, type, 0, 1, i + 1) >= 0) {
-		bad(r, "more than one %s section (process trees need a newer cryo)", what);
+	if (imgr_find(r->img, type, id, 0, i + 1) >= 0) {
+		bad(r, "more than one %s section", what);
 		return NULL;
 	}
 	return imgr_load_table(r->img, i, size, count);
@@ -73,23 +73,20 @@ static uint64_t read_xcr0(void)
 	return ((uint64_t)hi << 32) | lo;
 }
 
-static int validate_threads(struct restore_ctx *r, long pid_max)
+static int validate_threads(struct restore_ctx *r, struct restore_proc *p, long pid_max)
 {
 	uint64_t xcr0 = read_xcr0();
 
-	if (r->nr_threads != r->task.nr_threads || r->threads[0].tid != r->task.pid)
+	if (p->nr_threads != p->task.nr_threads || p->threads[0].tid != p->task.pid)
 		return bad(r, "task %d: thread table does not match (%u threads, first %d)",
-			   r->task.pid, r->nr_threads, r->threads[0].tid);
-	for (uint32_t i = 0; i < r->nr_threads; i++) {
-		struct cryo_img_thread *th = &r->threads[i];
+			   p->task.pid, p->nr_threads, p->nr_threads ? p->threads[0].tid : 0);
+	for (uint32_t i = 0; i < p->nr_threads; i++) {
+		struct cryo_img_thread *th = &p->threads[i];
 		uint64_t xfeatures;
 
 		th->comm[sizeof(th->comm) - 1] = 0;
-		if (th->pid != r->task.pid || th->tid <= 0 || th->tid >= pid_max)
-			return bad(r, "thread %d does not belong to task %d", th->tid, r->task.pid);
-		for (uint32_t j = 0; j < i; j++)
-			if (r->threads[j].tid == th->tid)
-				return bad(r, "thread %d listed twice", th->tid);
+		if (th->pid != p->task.pid || th->tid <= 0 || th->tid >= pid_max)
+			return bad(r, "thread %d does not belong to task %d", th->tid, p->task.pid);
 		if (th->xstate_size < XSAVE_HEADER_OFFSET + 64 ||
 		    th->xstate_size > XSTATE_MAX_BYTES || th->xstate_offset > r->xstate_size ||
 		    th->xstate_size > r->xstate_size - th->xstate_offset)
@@ -108,24 +105,22 @@ static int validate_threads(struct restore_ctx *r, long pid_max)
 	return 0;
 }
 
-static int validate_task(struct restore_ctx *r)
+static int validate_task(struct restore_ctx *r, struct restore_proc *p, long pid_max)
 {
-	struct cryo_img_task *t = &r->task;
-	struct buf b = { 0 };
-	long pid_max = 4194304;
+	struct cryo_img_task *t = &p->task;
 	int ret;
 
-	if (read_whole_file("/proc/sys/kernel/pid_max", &b) == 0)
-		pid_max = atol(b.data);
-	buf_free(&b);
-	if (t->pid <= 0 || t->pid >= pid_max)
-		return bad(r, "task PID %d out of range (pid_max %ld)", t->pid, pid_max);
+	t->comm[sizeof(t->comm) - 1] = 0;
+	if (p->zombie) {
+		if (t->nr_threads || p->nr_fds || p->nr_sigs)
+			return bad(r, "zombie %d has threads, fds or signals", t->pid);
+		return 0;
+	}
 	if (t->nr_threads < 1 || t->nr_threads > MAX_THREADS)
 		return bad(r, "task %d: %u threads", t->pid, t->nr_threads);
-	ret = validate_threads(r, pid_max);
+	ret = validate_threads(r, p, pid_max);
 	if (ret)
 		return ret;
-	t->comm[sizeof(t->comm) - 1] = 0;
 	if (t->auxv_words > CRYO_AUXV_WORDS || t->auxv_words % 2)
 		return bad(r, "task %d: bad auxv length %u", t->pid, t->auxv_words);
 	if (t->ngroups > CRYO_MAX_GROUPS)
@@ -133,40 +128,41 @@ static int validate_task(struct restore_ctx *r)
 	for (int i = 0; i < CRYO_RLIM_NLIMITS; i++)
 		if (t->rlim_cur[i] > t->rlim_max[i])
 			return bad(r, "task %d: rlimit %d soft limit above hard limit", t->pid, i);
-	if (!(r->exe_path = str_or_bad(r, t->exe_path, "exe")) ||
-	    !(r->cwd_path = str_or_bad(r, t->cwd_path, "cwd")) ||
-	    !(r->root_path = str_or_bad(r, t->root_path, "root")))
+	if (!(p->exe_path = str_or_bad(r, t->exe_path, "exe")) ||
+	    !(p->cwd_path = str_or_bad(r, t->cwd_path, "cwd")) ||
+	    !(p->root_path = str_or_bad(r, t->root_path, "root")))
 		return CRYO_EIMAGE;
-	if (r->exe_path[0] != '/' || r->cwd_path[0] != '/' || r->root_path[0] != '/')
+	if (p->exe_path[0] != '/' || p->cwd_path[0] != '/' || p->root_path[0] != '/')
 		return bad(r, "task %d: exe, cwd and root must be absolute paths", t->pid);
 	if (t->pdeathsig < 0 || t->pdeathsig > CRYO_NSIG)
 		return bad(r, "task %d: bad parent-death signal %d", t->pid, t->pdeathsig);
-	for (uint32_t i = 0; i < r->nr_sigs; i++) {
-		int signo, known = r->sigs[i].tid == 0;
+	for (uint32_t i = 0; i < p->nr_sigs; i++) {
+		int signo, known = p->sigs[i].tid == 0;
 
-		memcpy(&signo, r->sigs[i].info + SI_SIGNO_OFFSET, sizeof(signo));
+		memcpy(&signo, p->sigs[i].info + SI_SIGNO_OFFSET, sizeof(signo));
 		if (signo < 1 || signo > CRYO_NSIG)
-			return bad(r, "pending signal %u: bad signal number %d", i, signo);
-		for (uint32_t j = 0; j < r->nr_threads && !known; j++)
-			known = r->sigs[i].tid == r->threads[j].tid;
+			return bad(r, "task %d: pending signal %u: bad signal number %d", t->pid, i,
+				   signo);
+		for (uint32_t j = 0; j < p->nr_threads && !known; j++)
+			known = p->sigs[i].tid == p->threads[j].tid;
 		if (!known)
-			return bad(r, "pending signal %u: unknown thread %d", i, r->sigs[i].tid);
+			return bad(r, "task %d: pending signal %u for unknown thread %d", t->pid, i,
+				   p->sigs[i].tid);
 	}
 	return 0;
 }
 
-static int validate_fds(struct restore_ctx *r)
+static int validate_fds(struct restore_ctx *r, struct restore_proc *p)
 {
-	for (uint32_t i = 0; i < r->nr_fds; i++) {
-		struct cryo_img_fd *f = &r->fds[i];
+	for (uint32_t i = 0; i < p->nr_fds; i++) {
+		struct cryo_img_fd *f = &p->fds[i];
 		const char *path = str_or_bad(r, f->path, "fd path");
 
 		if (!path)
 			return CRYO_EIMAGE;
-		if (f->fd < 0 || f->fd >= MAX_FD_NUMBER || (i && f->fd <= r->fds[i - 1].fd))
-			return bad(r, "fd table: fd %d out of range or out of order", f->fd);
-		if (f->pid != r->task.pid)
-			return bad(r, "fd %d belongs to unknown task %d", f->fd, f->pid);
+		if (f->fd < 0 || f->fd >= MAX_FD_NUMBER || (i && f->fd <= p->fds[i - 1].fd))
+			return bad(r, "task %d: fd %d out of range or out of order", p->task.pid,
+				   f->fd);
 		switch (f->kind) {
 		case CRYO_FD_REG:
 		case CRYO_FD_DIR:
@@ -184,7 +180,7 @@ static int validate_fds(struct restore_ctx *r)
 		case CRYO_FD_DUP: {
 			int found = 0;
 			for (uint32_t j = 0; j < i; j++)
-				if (r->fds[j].fd == f->dup_of && r->fds[j].kind != CRYO_FD_DUP)
+				if (p->fds[j].fd == f->dup_of && p->fds[j].kind != CRYO_FD_DUP)
 					found = 1;
 			if (!found)
 				return bad(r, "fd %d: duplicate of unknown fd %d", f->fd, f->dup_of);
@@ -200,11 +196,12 @@ static int validate_fds(struct restore_ctx *r)
 	return 0;
 }
 
-static int validate_runs(struct restore_ctx *r, uint32_t vi)
+static int validate_runs(struct restore_ctx *r, struct restore_proc *p, uint32_t vi)
 {
-	struct restore_vma *v = &r->vmas[vi];
+	struct restore_vma *v = &p->vmas[vi];
+	uint64_t id = (uint64_t)p->task.pid << 32 | vi;
 	uint64_t pages = 0, prev_end = v->img.start, section_pages = 0;
-	long pm = imgr_find(r->img, CRYO_SEC_PAGEMAP, vi, 0, 0);
+	long pm = imgr_find(r->img, CRYO_SEC_PAGEMAP, id, 0, 0);
 
 	if (pm < 0) {
 		if (v->img.nr_pages_dumped)
@@ -236,7 +233,7 @@ static int validate_runs(struct restore_ctx *r, uint32_t vi)
 
 		if (e->type == CRYO_SEC_PAD)
 			continue;
-		if (e->type != CRYO_SEC_PAGES || e->id != vi)
+		if (e->type != CRYO_SEC_PAGES || e->id != id)
 			break;
 		if (e->length != (uint64_t)e->entry_count * PAGE_SIZE_BYTES ||
 		    imgr_payload_offset(r->img, s) % PAGE_SIZE_BYTES)
@@ -252,16 +249,17 @@ static int validate_runs(struct restore_ctx *r, uint32_t vi)
 	return 0;
 }
 
-static int validate_vmas(struct restore_ctx *r, struct cryo_img_vma *img, uint32_t n)
+static int validate_vmas(struct restore_ctx *r, struct restore_proc *p, struct cryo_img_vma *img,
+			 uint32_t n)
 {
 	uint64_t prev_end = 0;
 
-	r->vmas = xzalloc(n * sizeof(*r->vmas));
-	if (!r->vmas)
+	p->vmas = xzalloc(n * sizeof(*p->vmas));
+	if (!p->vmas)
 		return CRYO_EINTERNAL;
-	r->nr_vmas = n;
+	p->nr_vmas = n;
 	for (uint32_t i = 0; i < n; i++) {
-		struct restore_vma *v = &r->vmas[i];
+		struct restore_vma *v = &p->vmas[i];
 		int ret;
 
 		v->img = img[i];
@@ -293,7 +291,7 @@ static int validate_vmas(struct restore_ctx *r, struct cryo_img_vma *img, uint32
 					 (unsigned long)v->img.end, (unsigned long long)v->img.pgoff);
 		if (v->img.kind >= CRYO_VMA_VVAR && v->img.nr_pages_dumped)
 			return bad(r, "memory area %s has page data", v->name);
-		ret = validate_runs(r, i);
+		ret = validate_runs(r, p, i);
 		if (ret)
 			return ret;
 		prev_end = v->img.end;
@@ -302,7 +300,7 @@ static int validate_vmas(struct restore_ctx *r, struct cryo_img_vma *img, uint32
 }
 
 /* The kernel's vDSO areas must match ours in size and relative position. */
-static int validate_vdso(struct restore_ctx *r)
+static int validate_vdso(struct restore_ctx *r, struct restore_proc *p)
 {
 	static const struct {
 		const char *name;
@@ -320,9 +318,9 @@ static int validate_vdso(struct restore_ctx *r)
 		const struct restore_vma *img = NULL;
 		int have_ours = proc_find_named_vma(getpid(), special[i].name, &ours) == 0;
 
-		for (uint32_t j = 0; j < r->nr_vmas; j++)
-			if (r->vmas[j].img.kind == special[i].kind)
-				img = &r->vmas[j];
+		for (uint32_t j = 0; j < p->nr_vmas; j++)
+			if (p->vmas[j].img.kind == special[i].kind)
+				img = &p->vmas[j];
 		if (!img)
 			continue;
 		if (!have_ours || ours.end - ours.start != img->img.end - img->img.start)
@@ -342,21 +340,27 @@ static int validate_vdso(struct restore_ctx *r)
 }
 
 /* Every PID and TID of the image must be free; name all that are not. */
-static int check_pid_free(struct restore_ctx *r)
+/* Every PID and TID of the image must be free; name all that are not. */
+static int check_ids_free(struct restore_ctx *r)
 {
 	struct buf msg = { 0 };
 	int taken = 0;
 
-	for (uint32_t i = 0; i < r->nr_threads; i++) {
-		pid_t id = r->threads[i].tid;
-		char comm[64];
+	for (uint32_t p = 0; p < r->nr_procs; p++) {
+		struct restore_proc *pr = &r->procs[p];
+		uint32_t n = pr->zombie ? 1 : pr->nr_threads;
 
-		if (proc_task_state(id) == 0)
-			continue;
-		proc_comm(proc_tgid(id), comm, sizeof(comm));
-		buf_printf(&msg, "%s%s %d is in use by process %d (%s)", taken ? "; " : "",
-			   i ? "TID" : "PID", id, proc_tgid(id), comm);
-		taken++;
+		for (uint32_t i = 0; i < n; i++) {
+			pid_t id = pr->zombie ? pr->task.pid : pr->threads[i].tid;
+			char comm[64];
+
+			if (proc_task_state(id) == 0)
+				continue;
+			proc_comm(proc_tgid(id), comm, sizeof(comm));
+			buf_printf(&msg, "%s%s %d is in use by process %d (%s)", taken ? "; " : "",
+				   i ? "TID" : "PID", id, proc_tgid(id), comm);
+			taken++;
+		}
 	}
 	if (!taken)
 		return 0;
@@ -365,66 +369,174 @@ static int check_pid_free(struct restore_ctx *r)
 	return CRYO_ECONFLICT;
 }
 
+static int find_proc(struct restore_ctx *r, pid_t pid)
+{
+	for (uint32_t i = 0; i < r->nr_procs; i++)
+		if (r->procs[i].task.pid == pid)
+			return i;
+	return -1;
+}
+
+/*
+ * Parents come before their children, and every session and group must be
+ * one cryo can recreate: a process leads its own, inherits its parent's,
+ * or joins a group whose leader is in the image (in the same session).
+ * Sessions and groups whose leader is gone would need helper tasks.
+ */
+static int validate_tree(struct restore_ctx *r, long pid_max)
+{
+	for (uint32_t i = 0; i < r->nr_procs; i++) {
+		struct restore_proc *p = &r->procs[i];
+		const struct cryo_img_task *t = &p->task;
+		int sid_ok, pgid_ok;
+
+		if (t->pid <= 0 || t->pid >= pid_max)
+			return bad(r, "task PID %d out of range (pid_max %ld)", t->pid, pid_max);
+		if (find_proc(r, t->pid) != (int)i)
+			return bad(r, "task %d listed twice", t->pid);
+		p->parent = i ? find_proc(r, t->ppid) : -1;
+		if (i && (p->parent < 0 || p->parent >= (int)i))
+			return bad(r, "task %d: parent %d is not before it in the image", t->pid,
+				   t->ppid);
+		if (i && r->procs[p->parent].zombie)
+			return bad(r, "task %d: its parent %d is a zombie", t->pid, t->ppid);
+		if (!i && p->zombie)
+			return bad(r, "the root task %d is a zombie", t->pid);
+		if (i) {
+			sid_ok = t->sid == t->pid || t->sid == r->procs[p->parent].task.sid;
+		} else {
+			sid_ok = t->sid == t->pid || t->sid == getsid(0);
+		}
+		if (!sid_ok)
+			return cryo_fail(CRYO_EUNSUPP,
+					 "restore: task %d belonged to session %d, which %s: "
+					 "restoring it needs a helper task (not supported yet)%s",
+					 t->pid, t->sid,
+					 i ? "its parent was not in" : "is not cryo's",
+					 i ? "" : "; restore from a process of that session, or "
+					 "checkpoint a process that leads its own session (setsid)");
+		pgid_ok = t->pgid == t->pid ||
+			  (i && t->pgid == r->procs[p->parent].task.pgid) ||
+			  (!i && t->pgid == getpgid(0));
+		if (!pgid_ok) {
+			int leader = find_proc(r, t->pgid);
+
+			pgid_ok = (leader >= 0 && r->procs[leader].task.sid == t->sid) ||
+				  (!i && t->sid == getsid(0));	/* an existing group of cryo's */
+		}
+		if (!pgid_ok)
+			return cryo_fail(CRYO_EUNSUPP,
+					 "restore: task %d belonged to process group %d, whose "
+					 "leader is not in the image: restoring it needs a helper "
+					 "task (not supported yet)", t->pid, t->pgid);
+	}
+	return 0;
+}
+
+/* Give each process its slice of the global tables (they are grouped by pid). */
+static int slice_tables(struct restore_ctx *r)
+{
+	uint32_t th = 0, fd = 0, sg = 0;
+
+	for (uint32_t i = 0; i < r->nr_procs; i++) {
+		struct restore_proc *p = &r->procs[i];
+		pid_t pid = p->task.pid;
+
+		p->zombie = !!(p->task.flags & CRYO_TASK_ZOMBIE);
+		p->threads = r->threads + th;
+		while (th < r->nr_threads && r->threads[th].pid == pid) {
+			th++;
+			p->nr_threads++;
+		}
+		p->fds = r->fds + fd;
+		while (fd < r->nr_fds && r->fds[fd].pid == pid) {
+			fd++;
+			p->nr_fds++;
+		}
+		p->sigs = r->sigs + sg;
+		while (sg < r->nr_sigs && ((struct cryo_img_siginfo *)r->sigs)[sg].pid == pid) {
+			sg++;
+			p->nr_sigs++;
+		}
+	}
+	if (th != r->nr_threads || fd != r->nr_fds || sg != r->nr_sigs)
+		return bad(r, "threads, fds or signals not grouped by task in tree order");
+	return 0;
+}
+
 int restore_validate(struct restore_ctx *r)
 {
-	struct cryo_img_task *task;
-	struct cryo_img_vma *vmas;
-	uint32_t n;
-	long xs;
+	struct cryo_img_task *tasks;
+	struct buf b = { 0 };
+	long pid_max = 4194304, xs;
 	uint64_t xlen;
 	int ret;
 
 	ret = imgr_open(&r->img, r->opts->image);
 	if (ret)
 		return ret;
-	task = load_single(r, CRYO_SEC_TASK, "task", sizeof(*task), &n);
-	if (!task)
+	if (read_whole_file("/proc/sys/kernel/pid_max", &b) == 0)
+		pid_max = atol(b.data);
+	buf_free(&b);
+	tasks = load_single(r, CRYO_SEC_TASK, 0, "task", sizeof(*tasks), &r->nr_procs);
+	if (!tasks)
 		return CRYO_EIMAGE;
-	if (n != 1) {
-		free(task);
-		return bad(r, "%u tasks (process trees need a newer cryo)", n);
+	if (r->nr_procs == 0 || r->nr_procs > MAX_PROCS) {
+		free(tasks);
+		return bad(r, "%u tasks", r->nr_procs);
 	}
-	r->task = *task;
-	free(task);
-	r->threads = load_single(r, CRYO_SEC_THREAD, "thread", sizeof(*r->threads),
+	r->procs = xzalloc(r->nr_procs * sizeof(*r->procs));
+	if (!r->procs) {
+		free(tasks);
+		return CRYO_EINTERNAL;
+	}
+	for (uint32_t i = 0; i < r->nr_procs; i++)
+		r->procs[i].task = tasks[i];
+	free(tasks);
+
+	r->threads = load_single(r, CRYO_SEC_THREAD, 0, "thread", sizeof(*r->threads),
 				 &r->nr_threads);
 	if (!r->threads)
 		return CRYO_EIMAGE;
-	if (r->nr_threads == 0)
-		return bad(r, "no threads");
-	xs = imgr_find(r->img, CRYO_SEC_XSTATE, 0, 1, 0);
+	xs = imgr_find(r->img, CRYO_SEC_XSTATE, 0, 0, 0);
 	if (xs < 0)
 		return bad(r, "no XSTATE section");
 	r->xstate = imgr_load_blob(r->img, xs, &xlen);
 	if (!r->xstate)
 		return CRYO_EIMAGE;
 	r->xstate_size = xlen;
-	r->sigs = load_single(r, CRYO_SEC_SIGINFO, "signal", sizeof(*r->sigs), &r->nr_sigs);
+	r->sigs = load_single(r, CRYO_SEC_SIGINFO, 0, "signal", sizeof(*r->sigs), &r->nr_sigs);
 	if (!r->sigs)
 		return CRYO_EIMAGE;
 	if (r->nr_sigs > MAX_PENDING_SIGNALS)
 		return bad(r, "%u pending signals", r->nr_sigs);
-	r->fds = load_single(r, CRYO_SEC_FD, "descriptor", sizeof(*r->fds), &r->nr_fds);
+	r->fds = load_single(r, CRYO_SEC_FD, 0, "descriptor", sizeof(*r->fds), &r->nr_fds);
 	if (!r->fds)
 		return CRYO_EIMAGE;
-	vmas = load_single(r, CRYO_SEC_VMA, "memory area", sizeof(*vmas), &n);
-	if (!vmas)
-		return CRYO_EIMAGE;
-	ret = validate_vmas(r, vmas, n);
-	free(vmas);
+	ret = slice_tables(r);
 	if (!ret)
-		ret = validate_task(r);
+		ret = validate_tree(r, pid_max);
+	for (uint32_t i = 0; i < r->nr_procs && !ret; i++) {
+		struct restore_proc *p = &r->procs[i];
+
+		ret = validate_task(r, p, pid_max);
+		if (!ret && !p->zombie) {
+			struct cryo_img_vma *vmas;
+			uint32_t n;
+
+			vmas = load_single(r, CRYO_SEC_VMA, p->task.pid, "memory area",
+					   sizeof(*vmas), &n);
+			if (!vmas)
+				return CRYO_EIMAGE;
+			ret = validate_vmas(r, p, vmas, n);
+			free(vmas);
+			if (!ret)
+				ret = validate_fds(r, p);
+			if (!ret)
+				ret = validate_vdso(r, p);
+		}
+	}
 	if (!ret)
-		ret = validate_fds(r);
-	if (!ret)
-		ret = validate_vdso(r);
-	if (!ret)
-		ret = check_pid_free(r);
-	if (!ret && r->task.sid != r->task.pid && getsid(0) != r->task.sid)
-		ret = cryo_fail(CRYO_EUNSUPP,
-				"restore: task %d belonged to session %d, which is not cryo's (%d): "
-				"restore it from a process of that session, or checkpoint a process "
-				"that leads its own session (setsid)", r->task.pid, r->task.sid,
-				getsid(0));
+		ret = check_ids_free(r);
 	return ret;
 }

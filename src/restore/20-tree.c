@@ -1,11 +1,17 @@
 /*
- * Phase 20: create the task with its original PID and take hold of it.
+ * Phase 20: create every process with its original PID, parents first.
  *
- * clone3() with set_tid gives the child the image's PID. The child waits on
- * a pipe until the parent has seized it with PTRACE_O_EXITKILL, so if cryo
- * dies at any point before the final detach, the half-restored task dies
- * with it. With --detach an intermediate process creates the task and
- * exits at once, so the task is reparented to init (or the subreaper).
+ * cryo creates the root with clone3(set_tid) and seizes it with
+ * PTRACE_O_TRACEFORK | PTRACE_O_EXITKILL before letting it go on: from
+ * then on every process the root (or its descendants) creates is traced
+ * from birth, and dies if cryo dies. Each process, a copy of cryo, runs
+ * restore_proc_main(): it takes its session and group (leaders first),
+ * creates its own children the same way, waits until every process exists
+ * (a barrier released by cryo), joins its group, and goes on to phase 30.
+ * Zombies exit with their saved status right there, for their parent to
+ * reap after the restore. With --detach an intermediate process creates the
+ * root and exits at once, so the root is reparented to init (or the
+ * nearest subreaper).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -15,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ptrace.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -23,6 +30,7 @@
 #include "util/util.h"
 
 #define CHILD_EXIT_FAILED 121	/* the child logged why */
+#define TRACE_OPTIONS (PTRACE_O_EXITKILL | PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACEFORK)
 
 static pid_t clone_with_pid(pid_t pid)
 {
@@ -35,65 +43,117 @@ static pid_t clone_with_pid(pid_t pid)
 	return syscall(SYS_clone3, &args, sizeof(args));
 }
 
-/*
- * Give the new task its session and process group. A task that led its own
- * session or group gets it back with setsid()/setpgid(); otherwise it must
- * join a group of the restoring cryo's own session that still exists.
- * Sessions and groups whose leader is gone need helper tasks (process trees).
- */
-static int restore_session_and_group(struct restore_ctx *r)
+static int clone_failed(pid_t pid, int err)
 {
-	pid_t pid = r->task.pid, sid = r->task.sid, pgid = r->task.pgid;
+	if (err == EEXIST)
+		return cryo_fail(CRYO_ECONFLICT, "restore: PID %d was taken while restoring", pid);
+	if (err == EPERM)
+		return cryo_fail(CRYO_EPERM, "restore: creating PID %d needs CAP_CHECKPOINT_RESTORE "
+				 "(clone3 set_tid): %s", pid, strerror(err));
+	return cryo_fail(CRYO_ERESTORE, "restore: clone3 with PID %d: %s", pid, strerror(err));
+}
 
-	if (sid == pid) {
-		if (setsid() < 0)
-			return cryo_fail(CRYO_ERESTORE, "restore: task %d: setsid: %s", pid,
-					 strerror(errno));
-		return 0;
-	}
-	if (getsid(0) != sid)
-		return cryo_fail(CRYO_EUNSUPP,
-				 "restore: task %d belonged to session %d, which is not cryo's "
-				 "(%d): restore it from a process of that session, or restore a "
-				 "process that leads its own session", pid, sid, getsid(0));
-	if (pgid == getpgid(0))
-		return 0;
-	if (setpgid(0, pgid == pid ? 0 : pgid) < 0)
-		return cryo_fail(CRYO_EUNSUPP, "restore: task %d: cannot join process group %d: %s",
-				 pid, pgid, strerror(errno));
+/* Leaders first: a session or group leader takes it now, before its children exist. */
+static int take_own_session_and_group(struct restore_proc *p)
+{
+	pid_t pid = p->task.pid;
+
+	if (p->task.sid == pid && getsid(0) != pid && setsid() < 0)
+		return cryo_fail(CRYO_ERESTORE, "restore: task %d: setsid: %s", pid, strerror(errno));
+	if (p->task.pgid == pid && getpgid(0) != pid && setpgid(0, 0) < 0)
+		return cryo_fail(CRYO_ERESTORE, "restore: task %d: setpgid: %s", pid,
+				 strerror(errno));
 	return 0;
 }
 
-/* The child's life: wait to be seized, then run phases 30 and 40. */
-static void __attribute__((noreturn)) child_main(struct restore_ctx *r)
+/* After the barrier every group leader exists: members can join. */
+static int join_group(struct restore_proc *p)
 {
-	char go;
-
-	close(r->go_pipe[1]);
-	close(r->report_pipe[0]);
-	/*
-	 * EOF here means cryo died before seizing us: we must not live on.
-	 * After the seize, PTRACE_O_EXITKILL takes over that duty.
-	 */
-	if (read(r->go_pipe[0], &go, 1) != 1)
-		_exit(CHILD_EXIT_FAILED);
-	close(r->go_pipe[0]);
-	if (restore_session_and_group(r) == 0)
-		restore_files(r);
-	/* restore_files/restore_memory_and_jump only return on failure */
-	_exit(CHILD_EXIT_FAILED);
+	if (getpgid(0) == p->task.pgid)
+		return 0;
+	if (setpgid(0, p->task.pgid) < 0)
+		return cryo_fail(CRYO_ERESTORE, "restore: task %d: joining process group %d: %s",
+				 p->task.pid, p->task.pgid, strerror(errno));
+	return 0;
 }
 
-static int clone_failed(struct restore_ctx *r, int err)
+static int wait_barrier(struct restore_ctx *r)
 {
-	if (err == EEXIST)
-		return cryo_fail(CRYO_ECONFLICT, "restore: PID %d was taken while restoring",
-				 r->task.pid);
-	if (err == EPERM)
-		return cryo_fail(CRYO_EPERM, "restore: creating PID %d needs CAP_CHECKPOINT_RESTORE "
-				 "(clone3 set_tid): %s", r->task.pid, strerror(err));
-	return cryo_fail(CRYO_ERESTORE, "restore: clone3 with PID %d: %s", r->task.pid,
-			 strerror(err));
+	char c;
+
+	/* EOF: cryo died (its end closed); every process must then go too */
+	if (read(r->barrier_pipe[0], &c, 1) != 1)
+		return CRYO_ERESTORE;
+	return 0;
+}
+
+static void __attribute__((noreturn)) exit_like(const struct cryo_img_task *t)
+{
+	int st = t->exit_status;
+
+	if (WIFSIGNALED(st)) {
+		struct rlimit no_core = { 0, 0 };
+		sigset_t all;
+
+		setrlimit(RLIMIT_CORE, &no_core);
+		signal(WTERMSIG(st), SIG_DFL);
+		sigfillset(&all);
+		sigprocmask(SIG_UNBLOCK, &all, NULL);
+		syscall(SYS_tgkill, getpid(), syscall(SYS_gettid), WTERMSIG(st));
+	}
+	_exit(WEXITSTATUS(st));
+}
+
+static int create_children(struct restore_ctx *r, int index)
+{
+	for (uint32_t j = index + 1; j < r->nr_procs; j++) {
+		pid_t pid;
+
+		if (r->procs[j].parent != index)
+			continue;
+		pid = clone_with_pid(r->procs[j].task.pid);
+		if (pid < 0)
+			return clone_failed(r->procs[j].task.pid, errno);
+		if (pid == 0)
+			restore_proc_main(r, j);
+	}
+	return 0;
+}
+
+void restore_proc_main(struct restore_ctx *r, int index)
+{
+	struct restore_proc *p = &r->procs[index];
+	int ret;
+
+	r->me = p;
+	if (index == 0) {
+		char go;
+
+		/* EOF: cryo died before tracing us, and we must not live on */
+		if (read(r->go_pipe[0], &go, 1) != 1)
+			_exit(CHILD_EXIT_FAILED);
+	}
+	/* cryo's ends; -1 so that our children do not close someone else's fd */
+	int *theirs[] = { &r->go_pipe[0], &r->go_pipe[1], &r->barrier_pipe[1], &r->report_pipe[0] };
+	for (size_t i = 0; i < ARRAY_SIZE(theirs); i++) {
+		if (*theirs[i] >= 0)
+			close(*theirs[i]);
+		*theirs[i] = -1;
+	}
+	ret = take_own_session_and_group(p);
+	if (!ret && index == 0)
+		ret = restore_shared_files(r);
+	if (!ret)
+		ret = create_children(r, index);
+	if (!ret)
+		ret = wait_barrier(r);
+	if (!ret)
+		ret = join_group(p);
+	if (!ret && p->zombie)
+		exit_like(&p->task);
+	if (!ret)
+		restore_files(r);	/* returns only on failure */
+	_exit(CHILD_EXIT_FAILED);
 }
 
 static int create_detached(struct restore_ctx *r)
@@ -104,11 +164,11 @@ static int create_detached(struct restore_ctx *r)
 	if (mid < 0)
 		return cryo_fail(CRYO_ERESTORE, "restore: fork: %s", strerror(errno));
 	if (mid == 0) {
-		pid_t pid = clone_with_pid(r->task.pid);
+		pid_t pid = clone_with_pid(r->procs[0].task.pid);
 
 		if (pid == 0)
-			child_main(r);
-		/* errno fits an exit status: it is how the parent learns it */
+			restore_proc_main(r, 0);
+		/* errno fits an exit status: it is how cryo learns it */
 		_exit(pid < 0 ? errno : 0);
 	}
 	while ((got = waitpid(mid, &st, 0)) < 0 && errno == EINTR)
@@ -116,50 +176,46 @@ static int create_detached(struct restore_ctx *r)
 	if (got < 0 || !WIFEXITED(st))
 		return cryo_fail(CRYO_ERESTORE, "restore: helper process failed");
 	if (WEXITSTATUS(st) != 0)
-		return clone_failed(r, WEXITSTATUS(st));
-	r->pid = r->task.pid;
+		return clone_failed(r->procs[0].task.pid, WEXITSTATUS(st));
 	return 0;
 }
 
 int restore_create_tree(struct restore_ctx *r)
 {
+	pid_t root = r->procs[0].task.pid;
 	int ret;
 
-	if (pipe2(r->go_pipe, O_CLOEXEC) || pipe2(r->report_pipe, O_CLOEXEC))
+	if (pipe2(r->go_pipe, O_CLOEXEC) || pipe2(r->barrier_pipe, O_CLOEXEC) ||
+	    pipe2(r->report_pipe, O_CLOEXEC))
 		return cryo_fail(CRYO_ERESTORE, "restore: pipe: %s", strerror(errno));
-	ret = fault_point("restore:tree");
-	if (ret)
+	if (fault_point("restore:tree"))
 		return CRYO_ERESTORE;
 	if (r->opts->detach) {
 		ret = create_detached(r);
 		if (ret)
 			return ret;
 	} else {
-		pid_t pid = clone_with_pid(r->task.pid);
+		pid_t pid = clone_with_pid(root);
 
 		if (pid < 0)
-			return clone_failed(r, errno);
+			return clone_failed(root, errno);
 		if (pid == 0)
-			child_main(r);
-		r->pid = pid;
+			restore_proc_main(r, 0);
 	}
 	close(r->go_pipe[0]);
+	close(r->barrier_pipe[0]);
 	close(r->report_pipe[1]);
-	r->go_pipe[0] = r->report_pipe[1] = -1;
-	if (r->pid != r->task.pid) {
-		restore_kill_all(r);
-		return cryo_fail(CRYO_ERESTORE, "restore: got PID %d instead of %d", r->pid,
-				 r->task.pid);
-	}
-	if (ptrace(PTRACE_SEIZE, r->pid, 0, PTRACE_O_EXITKILL | PTRACE_O_TRACESYSGOOD) < 0) {
-		ret = cryo_fail(CRYO_ERESTORE, "restore: cannot trace the new task %d: %s", r->pid,
+	r->go_pipe[0] = r->barrier_pipe[0] = r->report_pipe[1] = -1;
+	if (ptrace(PTRACE_SEIZE, root, 0, TRACE_OPTIONS) < 0) {
+		ret = cryo_fail(CRYO_ERESTORE, "restore: cannot trace the new task %d: %s", root,
 				strerror(errno));
 		restore_kill_all(r);
 		return ret;
 	}
+	r->procs[0].seized = 1;
 	if (write(r->go_pipe[1], "g", 1) != 1) {
 		restore_kill_all(r);
-		return cryo_fail(CRYO_ERESTORE, "restore: task %d vanished", r->pid);
+		return cryo_fail(CRYO_ERESTORE, "restore: task %d vanished", root);
 	}
 	close(r->go_pipe[1]);
 	r->go_pipe[1] = -1;
@@ -168,10 +224,13 @@ int restore_create_tree(struct restore_ctx *r)
 
 void restore_kill_all(struct restore_ctx *r)
 {
-	if (r->pid <= 0)
-		return;
-	kill(r->pid, SIGKILL);
-	/* reap it if it is ours; as its tracer we also see it die */
-	waitpid(r->pid, NULL, __WALL);
-	r->pid = 0;
+	/* SIGKILL ends them even while traced; then collect what we may */
+	for (uint32_t i = 0; i < r->nr_procs; i++)
+		if (r->procs[i].seized && !r->procs[i].exited)
+			kill(r->procs[i].task.pid, SIGKILL);
+	for (uint32_t i = 0; i < r->nr_procs; i++)
+		if (r->procs[i].seized && !r->procs[i].exited) {
+			waitpid(r->procs[i].task.pid, NULL, __WALL);
+			r->procs[i].exited = 1;
+		}
 }

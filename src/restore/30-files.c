@@ -1,12 +1,15 @@
 /*
- * Phase 30 (in the new task): descriptors, working directory, umask.
+ * Phase 30: descriptors, working directory, umask.
  *
- * cryo's own descriptors (the image, the report pipe, copies of its stdio)
- * are first moved above the highest fd of the image; then every fd of the
- * image is recreated at its number with its flags and offset; everything
- * else is closed. Files deleted while open are recreated under their old
- * name, filled, opened and unlinked again, so the kernel shows the same
- * "/path (deleted)" as before.
+ * Open file descriptions shared by several processes (inherited across
+ * fork) and every pipe are materialized once, by the root before it creates
+ * any child, and parked at high fd numbers: every process inherits them and
+ * dups what it needs, so sharing (one offset, one set of flags, one pipe
+ * buffer) comes back as it was. Each process then opens its own descriptors
+ * at their numbers with their flags and offsets, and closes everything
+ * else. Files deleted while open are recreated under their old name,
+ * filled, opened and unlinked again, so the kernel shows the same
+ * "/path (deleted)".
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -22,20 +25,15 @@
 #include "util/util.h"
 
 #define STDIO_FDS 3
+#define INTERNAL_FDS 16
 /* Flags that describe how a file was opened, not what to do on reopening. */
 #define REOPEN_IGNORED_FLAGS (O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY | O_CLOEXEC)
 #define SETFL_FLAGS (O_APPEND | O_ASYNC | O_DIRECT | O_NOATIME | O_NONBLOCK)
 
-struct fd_state {
-	int stdio_copy[STDIO_FDS];
-	int base;		/* first number above every fd of the image */
-	uint8_t *done;		/* per image fd: already installed */
-};
-
 static int fail_fd(struct restore_ctx *r, const struct cryo_img_fd *f, const char *what)
 {
-	return cryo_fail(CRYO_ERESTORE, "restore: fd %d of task %d (%s): %s: %s", f->fd,
-			 r->task.pid, imgr_str(r->img, f->path), what, strerror(errno));
+	return cryo_fail(CRYO_ERESTORE, "restore: fd %d of task %d (%s): %s: %s", f->fd, f->pid,
+			 imgr_str(r->img, f->path), what, strerror(errno));
 }
 
 /* Put tmp at number f->fd with f's close-on-exec flag; tmp is consumed. */
@@ -57,7 +55,7 @@ static int install(struct restore_ctx *r, const struct cryo_img_fd *f, int tmp)
 	return 0;
 }
 
-static int move_high(int fd, int base)
+int restore_move_fd(int fd, int base)
 {
 	int n = fcntl(fd, F_DUPFD_CLOEXEC, base);
 
@@ -66,12 +64,20 @@ static int move_high(int fd, int base)
 	return n;
 }
 
-static void path_in_root(struct restore_ctx *r, const char *path, char *out, size_t len)
+static void path_in_root(const char *root, const char *path, char *out, size_t len)
 {
-	if (!strcmp(r->root_path, "/"))
+	if (!strcmp(root, "/"))
 		snprintf(out, len, "%s", path);
 	else
-		snprintf(out, len, "%s%s", r->root_path, path);
+		snprintf(out, len, "%s%s", root, path);
+}
+
+static const char *root_of(struct restore_ctx *r, const struct cryo_img_fd *f)
+{
+	for (uint32_t i = 0; i < r->nr_procs; i++)
+		if (r->procs[i].task.pid == f->pid)
+			return r->procs[i].root_path;
+	return "/";
 }
 
 static int open_by_path(struct restore_ctx *r, const struct cryo_img_fd *f)
@@ -79,7 +85,7 @@ static int open_by_path(struct restore_ctx *r, const struct cryo_img_fd *f)
 	char path[PATH_MAX + 64];
 	int fd;
 
-	path_in_root(r, imgr_str(r->img, f->path), path, sizeof(path));
+	path_in_root(root_of(r, f), imgr_str(r->img, f->path), path, sizeof(path));
 	fd = open(path, (f->flags & ~REOPEN_IGNORED_FLAGS) | O_CLOEXEC);
 	if (fd < 0)
 		return fail_fd(r, f, "open");
@@ -103,7 +109,7 @@ static int open_deleted(struct restore_ctx *r, const struct cryo_img_fd *f)
 	int wfd, fd = -1, swapped = 0, ret;
 	uint64_t len = 0;
 
-	path_in_root(r, imgr_str(r->img, f->path), orig, sizeof(orig));
+	path_in_root(root_of(r, f), imgr_str(r->img, f->path), orig, sizeof(orig));
 	orig[strlen(orig) - strlen(" (deleted)")] = 0;
 	slash = strrchr(orig, '/');
 	snprintf(tmp, sizeof(tmp), "%.*s/.cryo-restore.%d.%d", (int)(slash - orig), orig,
@@ -143,96 +149,172 @@ out_unlink:
 	return ret;
 }
 
-/* Both ends of each pipe come from one pipe2(); its data goes back in first. */
-static int open_pipe_end(struct restore_ctx *r, struct fd_state *s, uint32_t idx)
+/* Park fd at the next parking number; every entry sharing it will dup it. */
+static int park(struct restore_ctx *r, int fd)
 {
-	const struct cryo_img_fd *f = &r->fds[idx];
-	int want_read = (f->flags & O_ACCMODE) == O_RDONLY;
-	int p[2], ret;
+	int n = fcntl(fd, F_DUPFD_CLOEXEC, r->park_base + r->nr_parks);
 
-	/* an end of this pipe already restored: reopen through /proc (new description) */
-	for (uint32_t j = 0; j < idx; j++) {
-		const struct cryo_img_fd *g = &r->fds[j];
-		char path[64];
-		int fd;
+	close(fd);
+	if (n < 0)
+		return cryo_fail(CRYO_ERESTORE, "restore: parking a shared descriptor: %s",
+				 strerror(errno));
+	r->nr_parks = n - r->park_base + 1;
+	return n;
+}
 
-		if (g->kind != CRYO_FD_PIPE || g->pipe_ino != f->pipe_ino)
-			continue;
-		snprintf(path, sizeof(path), "/proc/self/fd/%d", g->fd);
-		fd = open(path, (want_read ? O_RDONLY : O_WRONLY) | O_CLOEXEC | O_NONBLOCK);
-		if (fd < 0)
-			return fail_fd(r, f, "reopening pipe end");
-		if (fcntl(fd, F_SETFL, f->flags & SETFL_FLAGS) < 0)
-			return fail_fd(r, f, "fcntl(F_SETFL)");
-		return fd;
-	}
+static int same_description(const struct cryo_img_fd *a, const struct cryo_img_fd *b)
+{
+	return a == b || (a->file_id && a->file_id == b->file_id);
+}
+
+/* Both ends of a pipe come from one pipe2(); its saved data goes back in first. */
+static int materialize_pipe(struct restore_ctx *r, uint32_t g, int *park_of)
+{
+	const struct cryo_img_fd *f = &r->fds[g];
+	int p[2], ret, ends[2] = { -1, -1 };
+	uint64_t len;
+
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return fail_fd(r, f, "pipe2");
-	if (f->pipe_size && fcntl(p[1], F_SETPIPE_SZ, f->pipe_size) < 0) {
-		ret = fail_fd(r, f, "setting pipe size");
-		goto out_close;
-	}
-	/* the data of a pipe is stored with its first read end */
-	for (uint32_t j = idx; j < r->nr_fds; j++) {
-		const struct cryo_img_fd *g = &r->fds[j];
-		uint64_t len;
+	for (uint32_t j = 0; j < r->nr_fds; j++) {
+		const struct cryo_img_fd *h = &r->fds[j];
 
-		if (g->kind == CRYO_FD_PIPE && g->pipe_ino == f->pipe_ino && g->blob_id) {
-			ret = restore_copy_blob(r, g->blob_id, p[1], &len);
+		if (h->kind != CRYO_FD_PIPE || h->pipe_ino != f->pipe_ino)
+			continue;
+		if (h->pipe_size && fcntl(p[1], F_SETPIPE_SZ, h->pipe_size) < 0) {
+			ret = fail_fd(r, h, "setting pipe size");
+			goto out;
+		}
+		if (h->blob_id) {
+			ret = restore_copy_blob(r, h->blob_id, p[1], &len);
 			if (ret)
-				goto out_close;
-			break;
+				goto out;
 		}
 	}
-	if (fcntl(p[want_read ? 0 : 1], F_SETFL, f->flags & SETFL_FLAGS) < 0) {
-		ret = fail_fd(r, f, "fcntl(F_SETFL)");
-		goto out_close;
-	}
-	/*
-	 * The other end must stay open until its own fd is restored: park it
-	 * at its image number right away if it is in the image.
-	 */
-	for (uint32_t j = idx + 1; j < r->nr_fds; j++) {
-		const struct cryo_img_fd *g = &r->fds[j];
+	/* one description per distinct (shared) read or write end */
+	for (uint32_t j = 0; j < r->nr_fds; j++) {
+		const struct cryo_img_fd *h = &r->fds[j];
+		int end = (h->flags & O_ACCMODE) == O_RDONLY ? 0 : 1, fd;
 
-		if (g->kind == CRYO_FD_PIPE && g->pipe_ino == f->pipe_ino &&
-		    ((g->flags & O_ACCMODE) == O_RDONLY) != want_read) {
-			int other = p[want_read ? 1 : 0];
+		if (h->kind != CRYO_FD_PIPE || h->pipe_ino != f->pipe_ino || park_of[j] >= 0)
+			continue;
+		if (ends[end] < 0) {
+			fd = p[end];
+			p[end] = -1;
+		} else {
+			char path[64];
 
-			if (fcntl(other, F_SETFL, g->flags & SETFL_FLAGS) < 0 ||
-			    install(r, g, other)) {
-				ret = fail_fd(r, g, "installing pipe end");
-				close(p[want_read ? 0 : 1]);
-				return ret;
+			snprintf(path, sizeof(path), "/proc/self/fd/%d", ends[end]);
+			fd = open(path, (end ? O_WRONLY : O_RDONLY) | O_CLOEXEC | O_NONBLOCK);
+			if (fd < 0) {
+				ret = fail_fd(r, h, "reopening pipe end");
+				goto out;
 			}
-			s->done[j] = 1;
-			return p[want_read ? 0 : 1];
 		}
+		if (fcntl(fd, F_SETFL, h->flags & SETFL_FLAGS) < 0) {
+			close(fd);
+			ret = fail_fd(r, h, "fcntl(F_SETFL)");
+			goto out;
+		}
+		fd = park(r, fd);
+		if (fd < 0) {
+			ret = fd;
+			goto out;
+		}
+		if (ends[end] < 0)
+			ends[end] = fd;
+		for (uint32_t k = j; k < r->nr_fds; k++)
+			if (same_description(h, &r->fds[k]))
+				park_of[k] = fd;
 	}
-	close(p[want_read ? 1 : 0]);
-	return p[want_read ? 0 : 1];
-out_close:
-	close(p[0]);
-	close(p[1]);
+	ret = 0;
+out:
+	if (p[0] >= 0)
+		close(p[0]);
+	if (p[1] >= 0)
+		close(p[1]);
 	return ret;
 }
 
-static int restore_one(struct restore_ctx *r, struct fd_state *s, uint32_t idx)
+int restore_shared_files(struct restore_ctx *r)
 {
-	const struct cryo_img_fd *f = &r->fds[idx];
+	int *park_of = malloc((r->nr_fds ? r->nr_fds : 1) * sizeof(int));
+	int ret = 0, max_fd = STDIO_FDS - 1;
+
+	if (!park_of)
+		return CRYO_ERESTORE;
+	for (uint32_t g = 0; g < r->nr_fds; g++) {
+		park_of[g] = -1;
+		if (r->fds[g].fd > max_fd)
+			max_fd = r->fds[g].fd;
+	}
+	/* cryo's own descriptors go above every image fd, parked objects above those */
+	r->internal_base = max_fd + 1;
+	r->park_base = r->internal_base + INTERNAL_FDS;
+	for (int i = 0; i < STDIO_FDS; i++)
+		r->stdio_copy[i] = fcntl(i, F_DUPFD_CLOEXEC, r->internal_base);
+	r->img_fd = restore_move_fd(r->img_fd, r->internal_base);
+	r->barrier_pipe[0] = restore_move_fd(r->barrier_pipe[0], r->internal_base);
+	r->report_pipe[1] = restore_move_fd(r->report_pipe[1], r->internal_base);
+	if (r->img_fd < 0 || r->barrier_pipe[0] < 0 || r->report_pipe[1] < 0)
+		return cryo_fail(CRYO_ERESTORE, "restore: moving cryo's own fds above %d: %s",
+				 r->internal_base, strerror(errno));
+
+	for (uint32_t g = 0; g < r->nr_fds && !ret; g++) {
+		const struct cryo_img_fd *f = &r->fds[g];
+		int fd;
+
+		if (park_of[g] >= 0)
+			continue;
+		if (f->kind == CRYO_FD_PIPE) {
+			ret = materialize_pipe(r, g, park_of);
+			continue;
+		}
+		if (!f->file_id || f->kind == CRYO_FD_DUP || f->kind == CRYO_FD_INHERIT)
+			continue;
+		fd = f->kind == CRYO_FD_DELETED ? open_deleted(r, f) : open_by_path(r, f);
+		if (fd >= 0 && f->kind != CRYO_FD_CHR &&
+		    fcntl(fd, F_SETFL, f->flags & SETFL_FLAGS) < 0)
+			fd = fail_fd(r, f, "fcntl(F_SETFL)");
+		if (fd >= 0)
+			fd = park(r, fd);
+		if (fd < 0) {
+			ret = fd;
+			break;
+		}
+		for (uint32_t k = g; k < r->nr_fds; k++)
+			if (same_description(f, &r->fds[k]))
+				park_of[k] = fd;
+	}
+	/* every process finds its parked objects through its own slice */
+	for (uint32_t i = 0; i < r->nr_procs; i++)
+		r->procs[i].fd_park = park_of + (r->procs[i].fds - r->fds);
+	return ret;
+}
+
+static int restore_one(struct restore_ctx *r, uint32_t i)
+{
+	struct restore_proc *p = r->me;
+	const struct cryo_img_fd *f = &p->fds[i];
 	int fd;
 
+	if (p->fd_park[i] >= 0) {
+		fd = fcntl(p->fd_park[i], F_DUPFD_CLOEXEC, 0);
+		if (fd < 0)
+			return fail_fd(r, f, "dup of shared descriptor");
+		return install(r, f, fd);
+	}
 	switch (f->kind) {
 	case CRYO_FD_REG:
 	case CRYO_FD_DIR:
 	case CRYO_FD_CHR:
 		fd = open_by_path(r, f);
+		if (fd >= 0 && f->kind != CRYO_FD_CHR &&
+		    fcntl(fd, F_SETFL, f->flags & SETFL_FLAGS) < 0)
+			fd = fail_fd(r, f, "fcntl(F_SETFL)");
 		break;
 	case CRYO_FD_DELETED:
 		fd = open_deleted(r, f);
-		break;
-	case CRYO_FD_PIPE:
-		fd = open_pipe_end(r, s, idx);
 		break;
 	case CRYO_FD_DUP:
 		fd = fcntl(f->dup_of, F_DUPFD_CLOEXEC, 0);
@@ -240,22 +322,23 @@ static int restore_one(struct restore_ctx *r, struct fd_state *s, uint32_t idx)
 			return fail_fd(r, f, "dup");
 		break;
 	case CRYO_FD_INHERIT:
-		if (f->fd >= STDIO_FDS || s->stdio_copy[f->fd] < 0) {
+		if (f->fd >= STDIO_FDS || r->stdio_copy[f->fd] < 0) {
 			errno = EBADF;
 			return fail_fd(r, f, "connecting to cryo's own stdio, which is closed");
 		}
-		fd = fcntl(s->stdio_copy[f->fd], F_DUPFD_CLOEXEC, 0);
+		fd = fcntl(r->stdio_copy[f->fd], F_DUPFD_CLOEXEC, 0);
 		break;
 	default:
 		errno = EINVAL;
-		return fail_fd(r, f, "unknown kind");
+		return fail_fd(r, f, "unexpected kind");
 	}
 	if (fd < 0)
 		return CRYO_ERESTORE;
 	return install(r, f, fd);
 }
 
-static int close_others(struct restore_ctx *r, struct fd_state *s, int report_fd)
+/* Everything that is neither an image fd nor still needed by cryo goes. */
+static int close_others(struct restore_ctx *r)
 {
 	int *fds = NULL, nr = 0, ret;
 
@@ -263,62 +346,42 @@ static int close_others(struct restore_ctx *r, struct fd_state *s, int report_fd
 	if (ret)
 		return cryo_fail(CRYO_ERESTORE, "restore: listing own fds: %s", strerror(-ret));
 	for (int i = 0; i < nr; i++) {
-		int keep = fds[i] == r->img_fd || fds[i] == report_fd;
+		int keep = fds[i] == r->img_fd || fds[i] == r->report_pipe[1];
 
-		for (uint32_t j = 0; j < r->nr_fds && !keep; j++)
-			keep = r->fds[j].fd == fds[i];
+		for (uint32_t j = 0; j < r->me->nr_fds && !keep; j++)
+			keep = r->me->fds[j].fd == fds[i];
 		if (!keep)
 			close(fds[i]);
 	}
-	for (int i = 0; i < STDIO_FDS; i++)
-		s->stdio_copy[i] = -1;	/* closed above */
 	free(fds);
 	return 0;
 }
 
 int restore_files(struct restore_ctx *r)
 {
-	struct fd_state s;
-	int ret, img_fd;
+	struct restore_proc *p = r->me;
 	char cwd[PATH_MAX + 64];
+	int ret;
 
-	s.base = STDIO_FDS;
-	for (uint32_t i = 0; i < r->nr_fds; i++)
-		if (r->fds[i].fd >= s.base)
-			s.base = r->fds[i].fd + 1;
-	for (int i = 0; i < STDIO_FDS; i++)
-		s.stdio_copy[i] = fcntl(i, F_DUPFD_CLOEXEC, s.base);
-	s.done = xzalloc(r->nr_fds);
-	if (!s.done)
-		return CRYO_ERESTORE;
-	img_fd = move_high(imgr_fd(r->img), s.base);
-	r->report_pipe[1] = move_high(r->report_pipe[1], s.base);
-	if (img_fd < 0 || r->report_pipe[1] < 0)
-		return cryo_fail(CRYO_ERESTORE, "restore: moving cryo's own fds above %d: %s",
-				 s.base, strerror(errno));
-	r->img_fd = img_fd;
 	ret = fault_point("restore:files");
 	if (ret)
 		return ret;
-	/* numbers of the image that cryo itself holds now would be clobbered: free them */
-	for (uint32_t i = 0; i < r->nr_fds; i++)
-		if (r->fds[i].kind != CRYO_FD_INHERIT || r->fds[i].fd >= STDIO_FDS)
-			close(r->fds[i].fd);
-	for (uint32_t i = 0; i < r->nr_fds; i++) {
-		if (s.done[i])
-			continue;
-		ret = restore_one(r, &s, i);
+	/* numbers of the image that cryo's copy still holds would be clobbered: free them */
+	for (uint32_t i = 0; i < p->nr_fds; i++)
+		if (p->fds[i].kind != CRYO_FD_INHERIT || p->fds[i].fd >= STDIO_FDS)
+			close(p->fds[i].fd);
+	for (uint32_t i = 0; i < p->nr_fds; i++) {
+		ret = restore_one(r, i);
 		if (ret)
 			return ret;
-		s.done[i] = 1;
 	}
-	ret = close_others(r, &s, r->report_pipe[1]);
+	ret = close_others(r);
 	if (ret)
 		return ret;
-	path_in_root(r, r->cwd_path, cwd, sizeof(cwd));
+	path_in_root(p->root_path, p->cwd_path, cwd, sizeof(cwd));
 	if (chdir(cwd) < 0)
 		return cryo_fail(CRYO_ERESTORE, "restore: task %d: working directory %s: %s",
-				 r->task.pid, cwd, strerror(errno));
-	umask(r->task.umask);
+				 p->task.pid, cwd, strerror(errno));
+	umask(p->task.umask);
 	return restore_memory_and_jump(r);
 }

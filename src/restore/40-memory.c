@@ -104,14 +104,15 @@ static int fail_vma(const struct restore_vma *v, const char *what, int err)
 
 static int open_mapped_file(struct restore_ctx *r, const struct restore_vma *v)
 {
+	const char *root = r->me->root_path;
 	char path[PATH_MAX + 64];
 	struct stat sb;
 	int fd;
 
-	if (!strcmp(r->root_path, "/"))
+	if (!strcmp(root, "/"))
 		snprintf(path, sizeof(path), "%s", v->name);
 	else
-		snprintf(path, sizeof(path), "%s%s", r->root_path, v->name);
+		snprintf(path, sizeof(path), "%s%s", root, v->name);
 	fd = open(path, v->img.open_flags | O_CLOEXEC);
 	if (fd < 0)
 		return fail_vma(v, "open", errno);
@@ -247,6 +248,7 @@ struct layout {
 
 static int plan_layout(struct restore_ctx *r, struct layout *l, size_t args_bytes)
 {
+	struct restore_proc *p = r->me;
 	struct busy b = { 0 };
 	uint64_t park_len = 0;
 	int ret;
@@ -264,11 +266,11 @@ static int plan_layout(struct restore_ctx *r, struct layout *l, size_t args_byte
 			park_len += l->own[i].end - l->own[i].start;
 	}
 	l->premap_len = 0;
-	for (uint32_t i = 0; i < r->nr_vmas; i++) {
-		if (busy_add(&b, r->vmas[i].img.start, r->vmas[i].img.end))
+	for (uint32_t i = 0; i < p->nr_vmas; i++) {
+		if (busy_add(&b, p->vmas[i].img.start, p->vmas[i].img.end))
 			return CRYO_ERESTORE;
-		if (is_premapped(&r->vmas[i]))
-			l->premap_len += r->vmas[i].img.end - r->vmas[i].img.start + PAGE_SIZE_BYTES;
+		if (is_premapped(&p->vmas[i]))
+			l->premap_len += p->vmas[i].img.end - p->vmas[i].img.start + PAGE_SIZE_BYTES;
 	}
 	l->blob_len = PAGE_ALIGN_UP((uint64_t)(cryo_restorer_blob_end - cryo_restorer_blob));
 	l->args_off = l->blob_len;
@@ -291,9 +293,9 @@ static uint64_t image_special_start(struct restore_ctx *r, const char *name)
 			!strcmp(name, "[vvar]") ? CRYO_VMA_VVAR :
 			!strcmp(name, "[vvar_vclock]") ? CRYO_VMA_VVAR_VCLOCK : 0;
 
-	for (uint32_t i = 0; i < r->nr_vmas; i++)
-		if (kind && r->vmas[i].img.kind == kind)
-			return r->vmas[i].img.start;
+	for (uint32_t i = 0; i < r->me->nr_vmas; i++)
+		if (kind && r->me->vmas[i].img.kind == kind)
+			return r->me->vmas[i].img.start;
 	return 0;
 }
 
@@ -314,8 +316,9 @@ static int same_creds_as_ours(const struct cryo_img_task *t)
 static void fill_args(struct restore_ctx *r, const struct layout *l, struct restorer_args *a,
 		      int exe_fd)
 {
-	const struct cryo_img_task *t = &r->task;
-	const struct cryo_img_thread *th = &r->threads[0];
+	const struct restore_proc *p = r->me;
+	const struct cryo_img_task *t = &p->task;
+	const struct cryo_img_thread *th = &p->threads[0];
 	struct restorer_move *moves = (struct restorer_move *)(a + 1);
 	struct restorer_siginfo *sigs;
 	uint32_t nk = 0;
@@ -344,8 +347,8 @@ static void fill_args(struct restore_ctx *r, const struct layout *l, struct rest
 	qsort(a->keep, nk, sizeof(a->keep[0]), cmp_range);
 	a->nr_keep = nk;
 
-	for (uint32_t i = 0; i < r->nr_vmas; i++) {
-		const struct restore_vma *v = &r->vmas[i];
+	for (uint32_t i = 0; i < p->nr_vmas; i++) {
+		const struct restore_vma *v = &p->vmas[i];
 		if (!is_premapped(v))
 			continue;
 		moves[a->nr_moves].from = v->premap_addr;
@@ -358,21 +361,21 @@ static void fill_args(struct restore_ctx *r, const struct layout *l, struct rest
 	a->premap.end = l->premap + l->premap_len;
 
 	sigs = (struct restorer_siginfo *)(moves + a->nr_moves);
-	for (uint32_t i = 0; i < r->nr_sigs; i++) {
-		sigs[i].tid = r->sigs[i].tid;
-		memcpy(&sigs[i].signo, r->sigs[i].info, sizeof(int32_t));
-		memcpy(sigs[i].info, r->sigs[i].info, sizeof(sigs[i].info));
+	for (uint32_t i = 0; i < p->nr_sigs; i++) {
+		sigs[i].tid = p->sigs[i].tid;
+		memcpy(&sigs[i].signo, p->sigs[i].info, sizeof(int32_t));
+		memcpy(sigs[i].info, p->sigs[i].info, sizeof(sigs[i].info));
 	}
 	a->sigs = (uint64_t)sigs;
-	a->nr_sigs = r->nr_sigs;
+	a->nr_sigs = p->nr_sigs;
 
 	/* secondary threads, then their stacks (page aligned, growing down) */
-	struct restorer_thread *threads = (struct restorer_thread *)(sigs + r->nr_sigs);
-	uint64_t stacks = PAGE_ALIGN_UP((uint64_t)(threads + r->nr_threads));
+	struct restorer_thread *threads = (struct restorer_thread *)(sigs + p->nr_sigs);
+	uint64_t stacks = PAGE_ALIGN_UP((uint64_t)(threads + p->nr_threads));
 	a->threads = (uint64_t)threads;
-	a->nr_threads = r->nr_threads - 1;
-	for (uint32_t i = 1; i < r->nr_threads; i++) {
-		const struct cryo_img_thread *it = &r->threads[i];
+	a->nr_threads = p->nr_threads - 1;
+	for (uint32_t i = 1; i < p->nr_threads; i++) {
+		const struct cryo_img_thread *it = &p->threads[i];
 		struct restorer_thread *t = &threads[i - 1];
 
 		memset(t, 0, sizeof(*t));
@@ -482,11 +485,12 @@ static void __attribute__((noreturn)) jump(uint64_t entry, uint64_t stack_top, v
 
 int restore_memory_and_jump(struct restore_ctx *r)
 {
+	struct restore_proc *pr = r->me;
 	size_t args_bytes = sizeof(struct restorer_args) +
-			    r->nr_vmas * sizeof(struct restorer_move) +
-			    r->nr_sigs * sizeof(struct restorer_siginfo) +
-			    r->nr_threads * sizeof(struct restorer_thread) +
-			    (size_t)r->nr_threads * THREAD_STACK_BYTES + PAGE_SIZE_BYTES;
+			    pr->nr_vmas * sizeof(struct restorer_move) +
+			    pr->nr_sigs * sizeof(struct restorer_siginfo) +
+			    pr->nr_threads * sizeof(struct restorer_thread) +
+			    (size_t)pr->nr_threads * THREAD_STACK_BYTES + PAGE_SIZE_BYTES;
 	struct layout l = { 0 };
 	struct restorer_args *a;
 	uint64_t cursor;
@@ -507,8 +511,8 @@ int restore_memory_and_jump(struct restore_ctx *r)
 				 (unsigned long long)(l.area_len + l.premap_len),
 				 (unsigned long long)l.area, strerror(errno));
 	cursor = l.premap;
-	for (uint32_t i = 0; i < r->nr_vmas; i++) {
-		struct restore_vma *v = &r->vmas[i];
+	for (uint32_t i = 0; i < pr->nr_vmas; i++) {
+		struct restore_vma *v = &pr->vmas[i];
 
 		if (!is_premapped(v))
 			continue;
@@ -526,25 +530,27 @@ int restore_memory_and_jump(struct restore_ctx *r)
 	memcpy((void *)l.area, cryo_restorer_blob, cryo_restorer_blob_end - cryo_restorer_blob);
 	if (mprotect((void *)l.area, l.blob_len, PROT_READ | PROT_EXEC) < 0)
 		return cryo_fail(CRYO_ERESTORE, "restore: mprotect restorer: %s", strerror(errno));
-	exe_fd = open(r->exe_path, O_RDONLY | O_CLOEXEC);
+	exe_fd = open(pr->exe_path, O_RDONLY | O_CLOEXEC);
 	if (exe_fd < 0)
-		return cryo_fail(CRYO_ERESTORE, "restore: task %d: executable %s: %s", r->task.pid,
-				 r->exe_path, strerror(errno));
+		return cryo_fail(CRYO_ERESTORE, "restore: task %d: executable %s: %s", pr->task.pid,
+				 pr->exe_path, strerror(errno));
 	a = (struct restorer_args *)(l.area + l.args_off);
-	r->restorer_area = l.area;
-	r->restorer_area_len = l.area_len;
 	fill_args(r, &l, a, exe_fd);
 	/* the area itself also holds the premap region; the restorer drops that part */
 	a->keep[0].end = l.premap + l.premap_len;
 
-	if (strcmp(r->root_path, "/")) {
-		if (chroot(r->root_path) < 0 || chdir(r->cwd_path) < 0)
+	if (strcmp(pr->root_path, "/")) {
+		if (chroot(pr->root_path) < 0 || chdir(pr->cwd_path) < 0)
 			return cryo_fail(CRYO_ERESTORE, "restore: task %d: chroot %s: %s",
-					 r->task.pid, r->root_path, strerror(errno));
+					 pr->task.pid, pr->root_path, strerror(errno));
 	}
 	{
-		uint64_t report[3] = { (uint64_t)a, l.area, l.area_len };
-		if (write(r->report_pipe[1], report, sizeof(report)) != sizeof(report))
+		struct restore_report report = {
+			.pid = pr->task.pid, .args = (uint64_t)a, .area = l.area,
+			.area_len = l.area_len,
+		};
+		/* one write below PIPE_BUF: reports of several processes never mix */
+		if (write(r->report_pipe[1], &report, sizeof(report)) != sizeof(report))
 			return cryo_fail(CRYO_ERESTORE, "restore: reporting to cryo: %s",
 					 strerror(errno));
 	}

@@ -41,98 +41,111 @@ static const char *const step_names[RSTEP_COUNT] = {
 	[RSTEP_THREADS] = "creating threads",
 };
 
-static int wait_for(struct restore_ctx *r, int *st, const char *what)
+static int wait_for(pid_t pid, int *st, const char *what)
 {
 	for (;;) {
-		if (waitpid(r->pid, st, __WALL) < 0) {
+		if (waitpid(pid, st, __WALL) < 0) {
 			if (errno == EINTR)
 				continue;
-			return cryo_fail(CRYO_ERESTORE, "restore: task %d: waitpid: %s", r->pid,
+			return cryo_fail(CRYO_ERESTORE, "restore: task %d: waitpid: %s", pid,
 					 strerror(errno));
 		}
-		if (WIFEXITED(*st) || WIFSIGNALED(*st)) {
-			r->pid = 0;	/* reaped */
+		if (WIFEXITED(*st) || WIFSIGNALED(*st))
 			return cryo_fail(CRYO_ERESTORE, "restore: task %d died while %s (%s %d)",
-					 r->task.pid, what,
-					 WIFEXITED(*st) ? "exit status" : "signal",
+					 pid, what, WIFEXITED(*st) ? "exit status" : "signal",
 					 WIFEXITED(*st) ? WEXITSTATUS(*st) : WTERMSIG(*st));
-		}
 		return 0;
 	}
 }
 
-static int read_report(struct restore_ctx *r)
+static struct restore_proc *proc_of(struct restore_ctx *r, pid_t pid)
 {
-	uint64_t report[3];
+	for (uint32_t i = 0; i < r->nr_procs; i++)
+		if (r->procs[i].task.pid == pid)
+			return &r->procs[i];
+	return NULL;
+}
 
-	if (read(r->report_pipe[0], report, sizeof(report)) != sizeof(report))
-		return cryo_fail(CRYO_ERESTORE, "restore: task %d stopped without reporting",
-				 r->pid);
-	r->restorer_args_addr = report[0];
-	r->restorer_area = report[1];
-	r->restorer_area_len = report[2];
+static int read_reports(struct restore_ctx *r)
+{
+	struct restore_report rep;
+
+	while (read(r->report_pipe[0], &rep, sizeof(rep)) == sizeof(rep)) {
+		struct restore_proc *p = proc_of(r, rep.pid);
+
+		if (!p)
+			return cryo_fail(CRYO_ERESTORE, "restore: report from unknown task %d",
+					 rep.pid);
+		p->restorer_args_addr = rep.args;
+		p->restorer_area = rep.area;
+		p->restorer_area_len = rep.area_len;
+	}
 	return 0;
 }
 
-static int check_restorer(struct restore_ctx *r)
+static int check_restorer(struct restore_proc *p)
 {
 	struct restorer_args a;
-	int ret = remote_read(r->pid, r->restorer_args_addr, &a,
-			      offsetof(struct restorer_args, pid));
+	int ret;
 
+	if (!p->restorer_args_addr)
+		return cryo_fail(CRYO_ERESTORE, "restore: task %d stopped without reporting",
+				 p->task.pid);
+	ret = remote_read(p->task.pid, p->restorer_args_addr, &a,
+			  offsetof(struct restorer_args, pid));
 	if (ret)
 		return cryo_fail(CRYO_ERESTORE, "restore: reading restorer status: %s",
 				 strerror(-ret));
 	if (!a.fail_step)
 		return 0;
 	return cryo_fail(CRYO_ERESTORE, "restore: task %d: restorer failed while %s (detail %#llx): %s",
-			 r->task.pid,
+			 p->task.pid,
 			 a.fail_step > 0 && a.fail_step < RSTEP_COUNT && step_names[a.fail_step] ?
 				 step_names[a.fail_step] : "?",
 			 (unsigned long long)a.fail_detail, strerror(a.fail_errno));
 }
 
 /* munmap the restorer area from inside the task, using its last syscall insn. */
-static int unmap_restorer(struct restore_ctx *r)
+static int unmap_restorer(struct restore_proc *p)
 {
+	pid_t pid = p->task.pid;
 	struct user_regs_struct regs;
 	int st, ret;
 
-	if (ptrace(PTRACE_GETREGS, r->pid, 0, &regs) < 0)
+	if (ptrace(PTRACE_GETREGS, pid, 0, &regs) < 0)
 		return cryo_fail(CRYO_ERESTORE, "restore: PTRACE_GETREGS: %s", strerror(errno));
 	regs.rip -= SYSCALL_INSN_BYTES;	/* the tgkill that stopped it */
 	regs.rax = __NR_munmap;
 	regs.orig_rax = -1;
-	regs.rdi = r->restorer_area;
-	regs.rsi = r->restorer_area_len;
-	if (ptrace(PTRACE_SETREGS, r->pid, 0, &regs) < 0)
+	regs.rdi = p->restorer_area;
+	regs.rsi = p->restorer_area_len;
+	if (ptrace(PTRACE_SETREGS, pid, 0, &regs) < 0)
 		return cryo_fail(CRYO_ERESTORE, "restore: PTRACE_SETREGS: %s", strerror(errno));
 	/* suppress the SIGSTOP; stop at syscall entry, then exit */
 	for (int i = 0; i < 2; i++) {
-		if (ptrace(PTRACE_SYSCALL, r->pid, 0, 0) < 0)
+		if (ptrace(PTRACE_SYSCALL, pid, 0, 0) < 0)
 			return cryo_fail(CRYO_ERESTORE, "restore: PTRACE_SYSCALL: %s",
 					 strerror(errno));
-		ret = wait_for(r, &st, "unmapping the restorer");
+		ret = wait_for(pid, &st, "unmapping the restorer");
 		if (ret)
 			return ret;
 		if (!WIFSTOPPED(st) || WSTOPSIG(st) != (SIGTRAP | 0x80))
 			return cryo_fail(CRYO_ERESTORE, "restore: task %d: unexpected stop %#x",
-					 r->pid, st);
+					 pid, st);
 	}
-	if (ptrace(PTRACE_GETREGS, r->pid, 0, &regs) < 0)
+	if (ptrace(PTRACE_GETREGS, pid, 0, &regs) < 0)
 		return cryo_fail(CRYO_ERESTORE, "restore: PTRACE_GETREGS: %s", strerror(errno));
 	if ((int64_t)regs.rax != 0)
 		return cryo_fail(CRYO_ERESTORE, "restore: task %d: unmapping the restorer: %s",
-				 r->pid, strerror((int)-(int64_t)regs.rax));
+				 pid, strerror((int)-(int64_t)regs.rax));
 	/* back to a ptrace event stop without running user code */
-	if (ptrace(PTRACE_INTERRUPT, r->pid, 0, 0) < 0 || ptrace(PTRACE_CONT, r->pid, 0, 0) < 0)
+	if (ptrace(PTRACE_INTERRUPT, pid, 0, 0) < 0 || ptrace(PTRACE_CONT, pid, 0, 0) < 0)
 		return cryo_fail(CRYO_ERESTORE, "restore: PTRACE_INTERRUPT: %s", strerror(errno));
-	ret = wait_for(r, &st, "returning to its stop");
+	ret = wait_for(pid, &st, "returning to its stop");
 	if (ret)
 		return ret;
 	if (!WIFSTOPPED(st) || (st >> 16) != PTRACE_EVENT_STOP)
-		return cryo_fail(CRYO_ERESTORE, "restore: task %d: unexpected stop %#x", r->pid,
-				 st);
+		return cryo_fail(CRYO_ERESTORE, "restore: task %d: unexpected stop %#x", pid, st);
 	return 0;
 }
 
@@ -174,27 +187,27 @@ static int load_registers(struct restore_ctx *r, pid_t tid, const struct cryo_im
  * The secondary threads wait on a futex in the restorer: seize each, check
  * what it reported, and leave it at an event stop for load_registers().
  */
-static int seize_threads(struct restore_ctx *r)
+static int seize_threads(struct restore_proc *p)
 {
 	struct restorer_thread t;
 	uint64_t threads_addr;
 	int ret, st;
 
-	ret = remote_read(r->pid, r->restorer_args_addr + offsetof(struct restorer_args, threads),
+	ret = remote_read(p->task.pid, p->restorer_args_addr + offsetof(struct restorer_args, threads),
 			  &threads_addr, sizeof(threads_addr));
 	if (ret)
 		return cryo_fail(CRYO_ERESTORE, "restore: reading thread table: %s", strerror(-ret));
-	r->seized_threads = calloc(r->nr_threads, sizeof(pid_t));
-	if (!r->seized_threads)
+	p->seized_threads = calloc(p->nr_threads, sizeof(pid_t));
+	if (!p->seized_threads)
 		return CRYO_ERESTORE;
-	for (uint32_t i = 1; i < r->nr_threads; i++) {
-		pid_t tid = r->threads[i].tid;
+	for (uint32_t i = 1; i < p->nr_threads; i++) {
+		pid_t tid = p->threads[i].tid;
 
 		if (ptrace(PTRACE_SEIZE, tid, 0, PTRACE_O_EXITKILL | PTRACE_O_TRACESYSGOOD) < 0 ||
 		    ptrace(PTRACE_INTERRUPT, tid, 0, 0) < 0)
 			return cryo_fail(CRYO_ERESTORE, "restore: thread %d: cannot trace it: %s",
 					 tid, strerror(errno));
-		r->seized_threads[r->nr_seized++] = tid;
+		p->seized_threads[p->nr_seized++] = tid;
 		for (;;) {
 			if (waitpid(tid, &st, __WALL) < 0 && errno != EINTR)
 				return cryo_fail(CRYO_ERESTORE, "restore: thread %d: waitpid: %s",
@@ -205,7 +218,7 @@ static int seize_threads(struct restore_ctx *r)
 				break;
 			ptrace(PTRACE_CONT, tid, 0, 0);
 		}
-		ret = remote_read(r->pid, threads_addr + (i - 1) * sizeof(t), &t, sizeof(t));
+		ret = remote_read(p->task.pid, threads_addr + (i - 1) * sizeof(t), &t, sizeof(t));
 		if (ret)
 			return cryo_fail(CRYO_ERESTORE, "restore: reading thread status: %s",
 					 strerror(-ret));
@@ -220,36 +233,126 @@ static int seize_threads(struct restore_ctx *r)
 	return 0;
 }
 
+/*
+ * Run the tree until every process is parked in its restorer: continue the
+ * fork events and the first stop of each new process, pass other signals
+ * on, let zombies die, and release the barrier once every process exists.
+ */
+static int run_until_parked(struct restore_ctx *r)
+{
+	uint32_t live = 0, seen = 0, parked = 0, exited = 0, zombies = 0;
+	uint64_t deadline = now_ns() + 60ull * 1000000000ull;
+
+	for (uint32_t i = 0; i < r->nr_procs; i++)
+		r->procs[i].zombie ? zombies++ : live++;
+	seen = 1;	/* the root: seized by phase 20 */
+	if (seen == r->nr_procs) {
+		char go[1] = { 'g' };
+		if (write(r->barrier_pipe[1], go, 1) != 1)
+			return cryo_fail(CRYO_ERESTORE, "restore: releasing the barrier: %s",
+					 strerror(errno));
+	}
+	while (parked < live || exited < zombies) {
+		int progress = 0;
+
+		for (uint32_t i = 0; i < r->nr_procs; i++) {
+			struct restore_proc *p = &r->procs[i];
+			pid_t pid = p->task.pid;
+			int st, sig;
+
+			if (p->exited || p->parked)
+				continue;
+			if (waitpid(pid, &st, __WALL | WNOHANG) <= 0)
+				continue;
+			progress = 1;
+			if (!p->seized) {
+				/* first stop of a process traced from birth */
+				p->seized = 1;
+				if (++seen == r->nr_procs) {
+					char go[256];
+					memset(go, 'g', sizeof(go));
+					for (uint32_t left = r->nr_procs; left;) {
+						uint32_t n = left < sizeof(go) ? left : sizeof(go);
+						if (write(r->barrier_pipe[1], go, n) != (ssize_t)n)
+							return cryo_fail(CRYO_ERESTORE, "restore: "
+									 "releasing the barrier: %s",
+									 strerror(errno));
+						left -= n;
+					}
+				}
+			}
+			if (WIFEXITED(st) || WIFSIGNALED(st)) {
+				p->exited = 1;
+				if (!p->zombie)
+					return cryo_fail(CRYO_ERESTORE,
+							 "restore: task %d died while being restored "
+							 "(%s %d; see above)", pid,
+							 WIFEXITED(st) ? "exit status" : "signal",
+							 WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+				exited++;
+				continue;
+			}
+			if (!WIFSTOPPED(st))
+				continue;
+			sig = WSTOPSIG(st);
+			if ((st >> 16) == 0 && sig == SIGSTOP && !p->zombie) {
+				p->parked = 1;	/* the restorer's hand-over */
+				parked++;
+				continue;
+			}
+			/* fork events, initial event stops: go on; other signals: deliver */
+			if ((st >> 16) || sig == SIGTRAP || sig == SIGSTOP)
+				sig = 0;
+			ptrace(PTRACE_CONT, pid, 0, sig);
+		}
+		if (!progress) {
+			if (now_ns() > deadline)
+				return cryo_fail(CRYO_ERESTORE, "restore: timed out waiting for the "
+						 "restored processes");
+			usleep(200);
+		}
+	}
+	return read_reports(r);
+}
+
 int restore_resume(struct restore_ctx *r)
 {
-	int st, ret;
+	int ret;
 
-	ret = wait_for(r, &st, "being restored (see the lines above)");
-	if (ret)
-		return ret;
-	if (!WIFSTOPPED(st) || WSTOPSIG(st) != SIGSTOP || (st >> 16))
-		return cryo_fail(CRYO_ERESTORE, "restore: task %d: unexpected stop %#x", r->pid, st);
-	ret = read_report(r);
-	if (!ret)
-		ret = check_restorer(r);
-	if (!ret)
-		ret = seize_threads(r);
-	if (!ret)
-		ret = unmap_restorer(r);
-	for (uint32_t i = 0; i < r->nr_threads && !ret; i++)
-		ret = load_registers(r, r->threads[i].tid, &r->threads[i]);
+	ret = run_until_parked(r);
+	for (uint32_t i = 0; i < r->nr_procs && !ret; i++) {
+		struct restore_proc *p = &r->procs[i];
+
+		if (p->zombie)
+			continue;
+		ret = check_restorer(p);
+		if (!ret)
+			ret = seize_threads(p);
+		if (!ret)
+			ret = unmap_restorer(p);
+		for (uint32_t t = 0; t < p->nr_threads && !ret; t++)
+			ret = load_registers(r, p->threads[t].tid, &p->threads[t]);
+	}
 	if (!ret)
 		ret = fault_point("restore:resume") ? CRYO_ERESTORE : 0;
 	if (ret)
 		return ret;
-	if (r->task.flags & CRYO_TASK_STOPPED)
-		kill(r->pid, SIGSTOP);	/* dequeued right after detach: stopped again */
-	for (uint32_t i = 0; i < r->nr_seized; i++)
-		if (ptrace(PTRACE_DETACH, r->seized_threads[i], 0, 0) < 0)
-			return cryo_fail(CRYO_ERESTORE, "restore: thread %d: detach: %s",
-					 r->seized_threads[i], strerror(errno));
-	if (ptrace(PTRACE_DETACH, r->pid, 0, 0) < 0)
-		return cryo_fail(CRYO_ERESTORE, "restore: task %d: detach: %s", r->pid,
-				 strerror(errno));
+	/* every process is ready: only now does any of them run again */
+	for (uint32_t i = 0; i < r->nr_procs; i++) {
+		struct restore_proc *p = &r->procs[i];
+
+		if (p->zombie)
+			continue;
+		if (p->task.flags & CRYO_TASK_STOPPED)
+			kill(p->task.pid, SIGSTOP);	/* dequeued right after detach */
+		for (uint32_t t = 0; t < p->nr_seized; t++)
+			if (ptrace(PTRACE_DETACH, p->seized_threads[t], 0, 0) < 0)
+				return cryo_fail(CRYO_ERESTORE, "restore: thread %d: detach: %s",
+						 p->seized_threads[t], strerror(errno));
+		if (ptrace(PTRACE_DETACH, p->task.pid, 0, 0) < 0)
+			return cryo_fail(CRYO_ERESTORE, "restore: task %d: detach: %s", p->task.pid,
+					 strerror(errno));
+		p->seized = 0;
+	}
 	return 0;
 }

@@ -3,6 +3,7 @@
  * table) and guarantees that a failure anywhere leaves no task behind.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,16 +49,29 @@ int restore_copy_blob(struct restore_ctx *r, uint64_t blob_id, int fd, uint64_t 
 
 static void free_ctx(struct restore_ctx *r)
 {
-	for (uint32_t i = 0; r->vmas && i < r->nr_vmas; i++)
-		free(r->vmas[i].runs);
-	free(r->vmas);
+	for (uint32_t i = 0; r->procs && i < r->nr_procs; i++) {
+		struct restore_proc *p = &r->procs[i];
+
+		for (uint32_t v = 0; p->vmas && v < p->nr_vmas; v++)
+			free(p->vmas[v].runs);
+		free(p->vmas);
+		free(p->seized_threads);
+	}
+	if (r->procs && r->procs[0].fd_park)
+		free(r->procs[0].fd_park);	/* start of the shared array */
+	free(r->procs);
+	free(r->threads);
 	free(r->fds);
 	free(r->sigs);
 	free(r->xstate);
-	free(r->threads);
-	free(r->seized_threads);
-	if (r->report_pipe[0] >= 0)
-		close(r->report_pipe[0]);
+	for (int i = 0; i < 2; i++) {
+		if (r->go_pipe[i] >= 0)
+			close(r->go_pipe[i]);
+		if (r->barrier_pipe[i] >= 0)
+			close(r->barrier_pipe[i]);
+		if (r->report_pipe[i] >= 0)
+			close(r->report_pipe[i]);
+	}
 	if (r->img)
 		imgr_close(r->img);
 }
@@ -69,7 +83,8 @@ int cryo_restore(const struct cryo_restore_opts *opts, pid_t *pid_out)
 
 	memset(&r, 0, sizeof(r));
 	r.opts = opts;
-	r.go_pipe[0] = r.go_pipe[1] = r.report_pipe[0] = r.report_pipe[1] = -1;
+	for (int i = 0; i < 2; i++)
+		r.go_pipe[i] = r.barrier_pipe[i] = r.report_pipe[i] = -1;
 	ret = restore_validate(&r);
 	if (ret)
 		goto out;
@@ -77,12 +92,13 @@ int cryo_restore(const struct cryo_restore_opts *opts, pid_t *pid_out)
 	ret = restore_create_tree(&r);
 	if (ret)
 		goto out;
+	fcntl(r.report_pipe[0], F_SETFL, O_NONBLOCK);
 	ret = restore_resume(&r);
 	if (ret) {
 		restore_kill_all(&r);
 		goto out;
 	}
-	*pid_out = r.pid;
+	*pid_out = r.procs[0].task.pid;
 out:
 	free_ctx(&r);
 	return ret;

@@ -1,16 +1,24 @@
 /*
  * The restore pipeline. Phases run in this order; each file is one phase:
  *
- *   10-validate.c  parent  load the image, check every table, check the IDs are free
- *   20-tree.c      parent  create the task with its PID (clone3 set_tid), seize it
- *   30-files.c     child   descriptors, deleted files, pipes; cwd, umask
- *   40-memory.c    child   premap every area, fill pages, jump to the restorer
- *   (restorer)     child   unmap cryo, move areas into place, mm, signals, creds
- *   50-resume.c    parent  registers, FPU state, signal mask; let the task go
+ *   10-validate.c  cryo     load the image, check every table and the tree,
+ *                           check that every PID and TID is free
+ *   20-tree.c      each     create the processes with their PIDs (clone3
+ *                           set_tid), parents first; sessions and groups;
+ *                           zombies exit with their status
+ *   30-files.c     each     descriptors: objects shared between processes are
+ *                           opened once by the root and inherited; cwd, umask
+ *   40-memory.c    each     premap every area, fill pages, jump to the restorer
+ *   (restorer)     each     unmap cryo, move areas into place, mm, signals,
+ *                           threads (clone3 set_tid), credentials
+ *   50-resume.c    cryo     trace everything; when every process is parked,
+ *                           load registers, FPU state, masks; let all go
  *
- * Only 10-validate reads untrusted bytes into meaning; later phases rely on
- * what it checked. Any failure kills every task created (PTRACE_O_EXITKILL
- * and an explicit SIGKILL), so nothing half-restored survives.
+ * "cryo" is the restoring process (the tracer); "each" runs in every
+ * process being restored, which starts as a copy of cryo. Only 10-validate
+ * reads untrusted bytes into meaning; later phases rely on what it checked.
+ * Any failure kills every task created (PTRACE_O_EXITKILL and SIGKILL), so
+ * nothing half-restored survives.
  */
 #ifndef CRYO_RESTORE_H
 #define CRYO_RESTORE_H
@@ -30,36 +38,72 @@ struct restore_vma {
 	uint64_t premap_addr;	/* where 40-memory.c mapped it */
 };
 
-struct restore_ctx {
-	const struct cryo_restore_opts *opts;
-	struct img_reader *img;
-
+/* One process of the image. */
+struct restore_proc {
 	struct cryo_img_task task;
+	int parent;		/* index in procs[], -1 for the root */
+	int zombie;
 	struct cryo_img_thread *threads;	/* [0] is the main thread */
 	uint32_t nr_threads;
-	pid_t *seized_threads;	/* secondary threads cryo traces in phase 50 */
-	uint32_t nr_seized;
-	uint8_t *xstate;
-	uint32_t xstate_size;
+	struct cryo_img_fd *fds;		/* slice of restore_ctx.fds */
+	uint32_t nr_fds;
+	int *fd_park;				/* per fd: inherited object, or -1 */
 	struct cryo_img_siginfo *sigs;
 	uint32_t nr_sigs;
-	struct cryo_img_fd *fds;
-	uint32_t nr_fds;
 	struct restore_vma *vmas;
 	uint32_t nr_vmas;
 	const char *exe_path, *cwd_path, *root_path;
 
-	int img_fd;		/* the image, as seen by the child after phase 30 */
-	pid_t pid;		/* the restored task, once created */
-	int go_pipe[2];		/* parent -> child: "you are seized, go on" */
-	int report_pipe[2];	/* child -> parent: address of the restorer args */
-	uint64_t restorer_args_addr;
-	uint64_t restorer_area, restorer_area_len;
+	/* cryo's side (phase 50) */
+	int seized;		/* attached (auto-attached at creation) */
+	int parked;		/* its restorer stopped and waits for us */
+	int exited;		/* zombies: their exit was seen */
+	pid_t *seized_threads;
+	uint32_t nr_seized;
+	uint64_t restorer_args_addr, restorer_area, restorer_area_len;
+};
+
+/* What a process tells cryo before it jumps into the restorer. */
+struct restore_report {
+	pid_t pid;
+	uint32_t pad;
+	uint64_t args, area, area_len;
+};
+
+struct restore_ctx {
+	const struct cryo_restore_opts *opts;
+	struct img_reader *img;
+
+	struct restore_proc *procs;	/* parents before children; [0] is the root */
+	uint32_t nr_procs;
+	struct cryo_img_thread *threads;
+	uint32_t nr_threads;
+	struct cryo_img_fd *fds;
+	uint32_t nr_fds;
+	struct cryo_img_siginfo *sigs;
+	uint32_t nr_sigs;
+	uint8_t *xstate;
+	uint32_t xstate_size;
+
+	/* descriptor numbers: image fds < internal_base <= cryo's own < park_base <= parked */
+	int internal_base, park_base;
+	int nr_parks;
+
+	struct restore_proc *me;	/* in a process being restored: itself */
+	int img_fd;		/* the image (moved to a high number in each process) */
+	int go_pipe[2];		/* cryo -> root: "you are traced, go on" */
+	int barrier_pipe[2];	/* cryo -> all: "every process exists" (one byte each) */
+	int report_pipe[2];	/* all -> cryo: struct restore_report */
+	int stdio_copy[3];	/* cryo's own stdio, for inherited descriptors */
 };
 
 int restore_validate(struct restore_ctx *r);
 int restore_create_tree(struct restore_ctx *r);
-/* Runs in the child; returns only on failure (after logging). */
+/* Runs in each process being restored; never returns (exits on failure). */
+void __attribute__((noreturn)) restore_proc_main(struct restore_ctx *r, int index);
+/* Phase 30 in the root: open objects shared between processes, park them. */
+int restore_shared_files(struct restore_ctx *r);
+/* Phase 30 in each process; returns only on failure (after logging). */
 int restore_files(struct restore_ctx *r);
 int restore_memory_and_jump(struct restore_ctx *r);
 int restore_resume(struct restore_ctx *r);
@@ -67,5 +111,7 @@ void restore_kill_all(struct restore_ctx *r);
 
 /* Blob sections with this id, concatenated, written to fd. */
 int restore_copy_blob(struct restore_ctx *r, uint64_t blob_id, int fd, uint64_t *len);
+/* Move fd to the lowest free number >= base (close-on-exec); the old one is closed. */
+int restore_move_fd(int fd, int base);
 
 #endif

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -91,6 +92,7 @@ static void __attribute__((noreturn)) exit_like(const struct cryo_img_task *t)
 {
 	int st = t->exit_status;
 
+	prctl(PR_SET_NAME, t->comm);	/* ps shows a zombie by its name */
 	if (WIFSIGNALED(st)) {
 		struct rlimit no_core = { 0, 0 };
 		sigset_t all;

@@ -8,12 +8,16 @@
 #include "cryo.h"
 
 static const char usage[] =
-	"usage: cryo checkpoint PID [-o FILE] [--leave-running | --kill | --stop] [--no-sync]\n"
+	"usage: cryo checkpoint PID [-o FILE] [--tree | --pid] [--leave-running | --kill | --stop]\n"
+	"                       [--no-sync]\n"
 	"\n"
-	"Freeze process PID, write its whole state to FILE (default: PID.cryo) and then:\n"
+	"Freeze process PID (with all its threads), write its whole state to FILE\n"
+	"(default: PID.cryo) and then:\n"
 	"  --leave-running  let it continue (default, as BLCR did)\n"
 	"  --kill           kill it, once the image is safely on disk\n"
 	"  --stop           leave it stopped (SIGSTOP)\n"
+	"  --tree           take PID and all its descendants (default)\n"
+	"  --pid            take PID alone (refused if it has child processes)\n"
 	"  -o, --output FILE  image path; written to a temporary name, fsynced, renamed\n"
 	"  --no-sync        do not fsync the image (faster, not crash-safe)\n"
 	"  -h, --help       this help\n";
@@ -26,6 +30,8 @@ int cmd_checkpoint(int argc, char **argv)
 		{ "kill", no_argument, NULL, 'K' },
 		{ "stop", no_argument, NULL, 'S' },
 		{ "no-sync", no_argument, NULL, 'N' },
+		{ "tree", no_argument, NULL, 'T' },
+		{ "pid", no_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -50,6 +56,12 @@ int cmd_checkpoint(int argc, char **argv)
 			break;
 		case 'N':
 			opts.no_sync = 1;
+			break;
+		case 'T':
+			opts.scope = CRYO_SCOPE_TREE;
+			break;
+		case 'P':
+			opts.scope = CRYO_SCOPE_PID;
 			break;
 		case 'h':
 			fputs(usage, stdout);

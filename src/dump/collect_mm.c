@@ -139,6 +139,11 @@ static int scan_shmem(struct dump_ctx *c, int vma_index, struct page_runs *runs)
 	}
 	/* keep the fd: pages.c reads the data through it */
 	c->vma_src_fds[vma_index] = fd;
+	{
+		struct stat sb;
+		if (fstat(fd, &sb) == 0)
+			c->shmem_inos[vma_index] = sb.st_ino;
+	}
 	return 0;
 }
 
@@ -286,7 +291,8 @@ int collect_mm(struct dump_ctx *c)
 	c->img_vmas = xzalloc(c->nr_vmas * sizeof(*c->img_vmas));
 	c->runs = xzalloc(c->nr_vmas * sizeof(*c->runs));
 	c->vma_src_fds = malloc(c->nr_vmas * sizeof(int));
-	if (!c->img_vmas || !c->runs || !c->vma_src_fds)
+	c->shmem_inos = xzalloc(c->nr_vmas * sizeof(uint64_t));
+	if (!c->img_vmas || !c->runs || !c->vma_src_fds || !c->shmem_inos)
 		return CRYO_EINTERNAL;
 	for (int i = 0; i < c->nr_vmas; i++)
 		c->vma_src_fds[i] = -1;

@@ -310,6 +310,7 @@ static void free_proc(struct dump_ctx *c)
 	if (c->mem_fd >= 0)
 		close(c->mem_fd);
 	free(c->vma_src_fds);
+	free(c->shmem_inos);
 	free(c->runs);
 	free(c->img_vmas);
 	free(c->vmas);

@@ -46,6 +46,7 @@ struct dump_ctx {
 	struct cryo_img_vma *img_vmas;
 	struct page_runs *runs;	/* per VMA */
 	int *vma_src_fds;	/* per VMA: fd to read shared memory data from, or -1 */
+	uint64_t *shmem_inos;	/* per VMA: inode of shared anonymous memory, or 0 */
 
 	struct cryo_img_fd *fds;
 	struct stat *fd_stats;	/* what each fd points at, for sharing analysis */

@@ -116,6 +116,41 @@ static int unsupported(struct dump_ctx *c, int fd, const char *kind, const char 
 			 c->pid, fd, path, kind);
 }
 
+/* "/proc/<digits>" or "/proc/<digits>/...": the pid, else 0 */
+static pid_t proc_path_pid(const char *path)
+{
+	char *end;
+	long pid;
+
+	if (strncmp(path, "/proc/", 6) || path[6] < '1' || path[6] > '9')
+		return 0;
+	pid = strtol(path + 6, &end, 10);
+	return (*end == '/' || *end == 0) && pid > 0 ? pid : 0;
+}
+
+/*
+ * A descriptor that names a task: only path, flags and position are kept;
+ * it is reopened by its path in the restorer's late step, once every PID
+ * and TID is back. Whether the task is in the image is decided later, with
+ * the whole tree known; here: is the entry still alive?
+ */
+static int classify_proc(struct dump_ctx *c, struct cryo_img_fd *f, const struct stat *sb,
+			 const char *path)
+{
+	struct stat now;
+
+	f->kind = CRYO_FD_PROC;
+	f->proc_pid = proc_path_pid(path);
+	/* the fd pins its dentry: a live entry looks up to the same inode */
+	if (stat(path, &now) || now.st_ino != sb->st_ino || now.st_dev != sb->st_dev)
+		f->proc_target = CRYO_TARGET_DEAD;
+	if (f->proc_target == CRYO_TARGET_DEAD && proc_task_state(f->proc_pid))
+		return cryo_fail(CRYO_EUNSUPP, "process %d: fd %d (%s) names a task that died "
+				 "while PID %d was reused: not supported", c->pid, f->fd, path,
+				 f->proc_pid);
+	return 0;
+}
+
 static int classify_fd(struct dump_ctx *c, int idx, struct stat *sbs, const char *path)
 {
 	struct cryo_img_fd *f = &c->fds[idx];
@@ -123,6 +158,20 @@ static int classify_fd(struct dump_ctx *c, int idx, struct stat *sbs, const char
 	int fd = f->fd;
 	size_t plen = strlen(path);
 	int deleted = plen > 10 && !strcmp(path + plen - 10, " (deleted)");
+
+	if (proc_path_pid(path))
+		return classify_proc(c, f, sb, path);
+	if (!strcmp(path, "anon_inode:[pidfd]")) {
+		struct proc_fdinfo fi;
+
+		if (proc_read_fdinfo(c->pid, fd, &fi))
+			return cryo_fail(CRYO_EINTERNAL, "process %d: fd %d: fdinfo", c->pid, fd);
+		f->kind = CRYO_FD_PIDFD;
+		f->proc_pid = fi.pidfd_pid;
+		if (fi.pidfd_pid <= 0)
+			f->proc_target = CRYO_TARGET_DEAD;
+		return 0;
+	}
 
 	if (S_ISREG(sb->st_mode)) {
 		if (path[0] != '/')
@@ -309,7 +358,12 @@ static int resolve_shared_files(struct dump_tree *t)
 		for (int i = 0; i < c->nr_fds; i++) {
 			struct cryo_img_fd *f = &c->fds[i];
 
-			if (f->kind == CRYO_FD_DUP || f->kind == CRYO_FD_INHERIT)
+			/*
+			 * Task-naming descriptors are reopened late, each in its own
+			 * process: one inherited across fork comes back unshared.
+			 */
+			if (f->kind == CRYO_FD_DUP || f->kind == CRYO_FD_INHERIT ||
+			    f->kind == CRYO_FD_PROC || f->kind == CRYO_FD_PIDFD)
 				continue;
 			for (int q = p + 1; q < t->nr_procs; q++) {
 				struct dump_ctx *d = t->procs[q];
@@ -318,6 +372,7 @@ static int resolve_shared_files(struct dump_tree *t)
 					struct cryo_img_fd *g = &d->fds[j];
 
 					if (g->kind == CRYO_FD_DUP || g->kind == CRYO_FD_INHERIT ||
+					    g->kind == CRYO_FD_PROC || g->kind == CRYO_FD_PIDFD ||
 					    g->file_id || d->fd_stats[j].st_ino != c->fd_stats[i].st_ino ||
 					    d->fd_stats[j].st_dev != c->fd_stats[i].st_dev)
 						continue;
@@ -363,10 +418,53 @@ static int check_shared_memory(struct dump_tree *t)
 	return 0;
 }
 
+static int in_tree(struct dump_tree *t, pid_t tid)
+{
+	for (int p = 0; p < t->nr_procs; p++) {
+		struct dump_ctx *c = t->procs[p];
+
+		if (c->pid == tid)
+			return 1;
+		for (int i = 0; i < c->nr_threads; i++)
+			if (c->threads[i].tid == tid)
+				return 1;
+	}
+	return 0;
+}
+
+/* Tasks named by /proc descriptors and pidfds: in the image, outside, or dead. */
+static int resolve_proc_targets(struct dump_tree *t)
+{
+	for (int p = 0; p < t->nr_procs; p++) {
+		struct dump_ctx *c = t->procs[p];
+
+		for (int i = 0; i < c->nr_fds; i++) {
+			struct cryo_img_fd *f = &c->fds[i];
+			struct proc_stat st;
+
+			if ((f->kind != CRYO_FD_PROC && f->kind != CRYO_FD_PIDFD) ||
+			    f->proc_target == CRYO_TARGET_DEAD)
+				continue;
+			if (in_tree(t, f->proc_pid)) {
+				f->proc_target = CRYO_TARGET_IMAGE;
+				continue;
+			}
+			if (proc_read_stat(f->proc_pid, 0, &st))
+				return cryo_fail(CRYO_EINTERNAL, "process %d: fd %d names task %d, "
+						 "which just vanished", c->pid, f->fd, f->proc_pid);
+			f->proc_target = CRYO_TARGET_OUTSIDE;
+			f->proc_starttime = st.starttime;
+		}
+	}
+	return 0;
+}
+
 int resolve_shared_fds(struct dump_tree *t)
 {
 	int ret = resolve_pipes(t);
 
+	if (!ret)
+		ret = resolve_proc_targets(t);
 	if (!ret)
 		ret = resolve_shared_files(t);
 	return ret ? ret : check_shared_memory(t);

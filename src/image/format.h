@@ -232,6 +232,15 @@ enum cryo_fd_kind {
 	CRYO_FD_PIPE,			/* pipe with both ends in the image */
 	CRYO_FD_DUP,			/* same open file description as fd dup_of */
 	CRYO_FD_INHERIT,		/* stdio outside the image: restorer's own */
+	CRYO_FD_PROC,			/* names a task (/proc/<pid>/...): reopened late */
+	CRYO_FD_PIDFD,			/* pidfd of task proc_pid: reopened late */
+};
+
+/* Where the task named by a CRYO_FD_PROC / CRYO_FD_PIDFD descriptor is. */
+enum cryo_proc_target {
+	CRYO_TARGET_IMAGE = 1,		/* a process or thread of the image */
+	CRYO_TARGET_OUTSIDE,		/* a live task outside (checked by start time) */
+	CRYO_TARGET_DEAD,		/* a task already gone at checkpoint time */
 };
 
 struct cryo_img_fd {
@@ -250,6 +259,9 @@ struct cryo_img_fd {
 	uint32_t rdev_major, rdev_minor;
 	uint64_t file_id;		/* != 0: open file description shared with other
 					 * processes; every fd with this id shares it */
+	int32_t proc_pid;		/* PROC, PIDFD: the task named */
+	uint32_t proc_target;		/* enum cryo_proc_target */
+	uint64_t proc_starttime;	/* OUTSIDE: its start time (clock ticks after boot) */
 } __attribute__((packed));
 
 #endif

@@ -326,6 +326,8 @@ int proc_read_fdinfo(pid_t pid, int fd, struct proc_fdinfo *fi)
 			fi->mnt_id = atoi(line + 7);
 		else if (!strncmp(line, "ino:", 4))
 			fi->ino = strtoull(line + 4, NULL, 10);
+		else if (!strncmp(line, "Pid:", 4))
+			fi->pidfd_pid = atoi(line + 4);
 	}
 out:
 	buf_free(&b);

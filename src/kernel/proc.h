@@ -90,6 +90,7 @@ struct proc_fdinfo {
 	uint32_t flags;
 	int mnt_id;
 	uint64_t ino;
+	int pidfd_pid;		/* "Pid:" of a pidfd; -1 once the task is reaped */
 };
 int proc_read_fdinfo(pid_t pid, int fd, struct proc_fdinfo *fi);
 

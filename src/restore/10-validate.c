@@ -152,6 +152,63 @@ static int validate_task(struct restore_ctx *r, struct restore_proc *p, long pid
 	return 0;
 }
 
+static int image_has_task(struct restore_ctx *r, pid_t tid)
+{
+	for (uint32_t i = 0; i < r->nr_threads; i++)
+		if (r->threads[i].tid == tid)
+			return 1;
+	for (uint32_t i = 0; i < r->nr_procs; i++)
+		if (r->procs[i].task.pid == tid)
+			return 1;
+	return 0;
+}
+
+/*
+ * A descriptor naming a task is reopened by its path. The task must be in
+ * the image, or be the very same live task as at checkpoint (same start
+ * time), or have been dead already (a helper task holds its PID meanwhile).
+ */
+static int validate_proc_target(struct restore_ctx *r, struct restore_proc *p,
+				const struct cryo_img_fd *f, const char *path)
+{
+	struct proc_stat st;
+	char expect[32];
+
+	if (f->kind == CRYO_FD_PROC) {
+		snprintf(expect, sizeof(expect), "/proc/%d", f->proc_pid);
+		if (f->proc_pid <= 0 || strncmp(path, expect, strlen(expect)) ||
+		    (path[strlen(expect)] != '/' && path[strlen(expect)] != 0))
+			return bad(r, "fd %d of task %d: path %s does not name task %d", f->fd,
+				   p->task.pid, path, f->proc_pid);
+	}
+	switch (f->proc_target) {
+	case CRYO_TARGET_IMAGE:
+		if (!image_has_task(r, f->proc_pid))
+			return bad(r, "fd %d of task %d (%s): task %d is not in the image", f->fd,
+				   p->task.pid, path, f->proc_pid);
+		return 0;
+	case CRYO_TARGET_OUTSIDE:
+		if (proc_read_stat(f->proc_pid, 0, &st))
+			return cryo_fail(CRYO_ERESTORE, "restore: fd %d of task %d (%s): task %d is "
+					 "not in the image and no longer exists", f->fd,
+					 p->task.pid, path, f->proc_pid);
+		if (st.starttime != f->proc_starttime)
+			return cryo_fail(CRYO_ERESTORE, "restore: fd %d of task %d (%s): PID %d now "
+					 "belongs to another process (%s, started later)", f->fd,
+					 p->task.pid, path, f->proc_pid, st.comm);
+		return 0;
+	case CRYO_TARGET_DEAD:
+		if (f->proc_pid > 0 && proc_task_state(f->proc_pid))
+			return cryo_fail(CRYO_ECONFLICT, "restore: fd %d of task %d (%s) names the "
+					 "dead task %d, whose PID is now in use", f->fd,
+					 p->task.pid, path, f->proc_pid);
+		return 0;
+	default:
+		return bad(r, "fd %d of task %d: unknown target kind %u", f->fd, p->task.pid,
+			   f->proc_target);
+	}
+}
+
 static int validate_fds(struct restore_ctx *r, struct restore_proc *p)
 {
 	for (uint32_t i = 0; i < p->nr_fds; i++) {
@@ -177,6 +234,13 @@ static int validate_fds(struct restore_ctx *r, struct restore_proc *p)
 		case CRYO_FD_PIPE:
 		case CRYO_FD_INHERIT:
 			break;
+		case CRYO_FD_PROC:
+		case CRYO_FD_PIDFD: {
+			int ret = validate_proc_target(r, p, f, path);
+			if (ret)
+				return ret;
+			break;
+		}
 		case CRYO_FD_DUP: {
 			int found = 0;
 			for (uint32_t j = 0; j < i; j++)

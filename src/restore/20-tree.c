@@ -24,9 +24,11 @@
 #include <sys/ptrace.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "kernel/proc.h"
 #include "restore/restore.h"
 #include "util/util.h"
 
@@ -122,6 +124,21 @@ static int create_children(struct restore_ctx *r, int index)
 	return 0;
 }
 
+/*
+ * Once a process has installed the image's descriptors, its fd 2 is the
+ * restored program's stderr: cryo's messages go to a saved copy of cryo's.
+ */
+static int log_fd = 2;
+
+static void log_to_saved_stderr(const char *line, void *opaque)
+{
+	struct iovec iov[2] = { { (void *)line, strlen(line) }, { "\n", 1 } };
+
+	(void)opaque;
+	if (writev(log_fd, iov, 2) < 0)
+		return;
+}
+
 void restore_proc_main(struct restore_ctx *r, int index)
 {
 	struct restore_proc *p = &r->procs[index];
@@ -136,7 +153,8 @@ void restore_proc_main(struct restore_ctx *r, int index)
 			_exit(CHILD_EXIT_FAILED);
 	}
 	/* cryo's ends; -1 so that our children do not close someone else's fd */
-	int *theirs[] = { &r->go_pipe[0], &r->go_pipe[1], &r->barrier_pipe[1], &r->report_pipe[0] };
+	int *theirs[] = { &r->go_pipe[0], &r->go_pipe[1], &r->barrier_pipe[1], &r->report_pipe[0],
+			  &r->helper_pipe[0], &r->helper_pipe[1] };
 	for (size_t i = 0; i < ARRAY_SIZE(theirs); i++) {
 		if (*theirs[i] >= 0)
 			close(*theirs[i]);
@@ -145,6 +163,10 @@ void restore_proc_main(struct restore_ctx *r, int index)
 	ret = take_own_session_and_group(p);
 	if (!ret && index == 0)
 		ret = restore_shared_files(r);
+	if (!ret && r->stdio_copy[2] >= 0) {
+		log_fd = r->stdio_copy[2];
+		cryo_set_log(log_to_saved_stderr, NULL);
+	}
 	if (!ret)
 		ret = create_children(r, index);
 	if (!ret)
@@ -182,10 +204,91 @@ static int create_detached(struct restore_ctx *r)
 	return 0;
 }
 
+int restore_is_proc_path(const char *path)
+{
+	return !strncmp(path, "/proc/", 6) && path[6] >= '1' && path[6] <= '9';
+}
+
+static pid_t start_helper(struct restore_ctx *r, pid_t pid)
+{
+	pid_t h = pid > 0 ? clone_with_pid(pid) : fork();
+	char c;
+
+	if (h == 0) {
+		/* hold the PID until cryo closes the pipe */
+		close(r->helper_pipe[1]);
+		while (read(r->helper_pipe[0], &c, 1) < 0 && errno == EINTR)
+			;
+		_exit(0);
+	}
+	if (h < 0)
+		return clone_failed(pid, errno);
+	pid_t *hs = realloc(r->helpers, (r->nr_helpers + 1) * sizeof(*hs));
+	if (!hs) {
+		kill(h, SIGKILL);
+		waitpid(h, NULL, 0);
+		return CRYO_ERESTORE;
+	}
+	r->helpers = hs;
+	r->helpers[r->nr_helpers++] = h;
+	return h;
+}
+
+/*
+ * A descriptor on /proc/<pid> (or a pidfd) of a task that was already dead
+ * at checkpoint time comes back as the same kind of dead entry: a helper
+ * holds the PID while the restorer opens it, and dies at the end.
+ */
+static int start_dead_task_helpers(struct restore_ctx *r)
+{
+	if (pipe2(r->helper_pipe, O_CLOEXEC))
+		return cryo_fail(CRYO_ERESTORE, "restore: pipe: %s", strerror(errno));
+	for (uint32_t i = 0; i < r->nr_fds; i++) {
+		struct cryo_img_fd *f = &r->fds[i];
+		int known = 0;
+		pid_t h;
+
+		if ((f->kind != CRYO_FD_PROC && f->kind != CRYO_FD_PIDFD) ||
+		    f->proc_target != CRYO_TARGET_DEAD)
+			continue;
+		if (f->proc_pid <= 0) {
+			if (!r->anonymous_helper) {
+				h = start_helper(r, 0);
+				if (h < 0)
+					return h;
+				r->anonymous_helper = h;
+			}
+			continue;
+		}
+		for (uint32_t j = 0; j < i; j++)
+			known |= r->fds[j].proc_target == CRYO_TARGET_DEAD &&
+				 r->fds[j].proc_pid == f->proc_pid;
+		if (!known && (h = start_helper(r, f->proc_pid)) < 0)
+			return h;
+	}
+	close(r->helper_pipe[0]);
+	r->helper_pipe[0] = -1;
+	return 0;
+}
+
+void restore_end_helpers(struct restore_ctx *r)
+{
+	if (r->helper_pipe[1] >= 0)
+		close(r->helper_pipe[1]);
+	r->helper_pipe[1] = -1;
+	for (uint32_t i = 0; i < r->nr_helpers; i++)
+		waitpid(r->helpers[i], NULL, 0);
+	r->nr_helpers = 0;
+}
+
 int restore_create_tree(struct restore_ctx *r)
 {
 	pid_t root = r->procs[0].task.pid;
 	int ret;
+
+	ret = start_dead_task_helpers(r);
+	if (ret)
+		return ret;
 
 	if (pipe2(r->go_pipe, O_CLOEXEC) || pipe2(r->barrier_pipe, O_CLOEXEC) ||
 	    pipe2(r->report_pipe, O_CLOEXEC))
@@ -226,13 +329,26 @@ int restore_create_tree(struct restore_ctx *r)
 
 void restore_kill_all(struct restore_ctx *r)
 {
-	/* SIGKILL ends them even while traced; then collect what we may */
-	for (uint32_t i = 0; i < r->nr_procs; i++)
-		if (r->procs[i].seized && !r->procs[i].exited)
-			kill(r->procs[i].task.pid, SIGKILL);
-	for (uint32_t i = 0; i < r->nr_procs; i++)
-		if (r->procs[i].seized && !r->procs[i].exited) {
-			waitpid(r->procs[i].task.pid, NULL, __WALL);
-			r->procs[i].exited = 1;
+	/*
+	 * Every process of the tree is traced by us from birth, seen yet or
+	 * not: SIGKILL each, then collect their deaths as their tracer.
+	 */
+	for (uint32_t i = 0; i < r->nr_procs; i++) {
+		pid_t pid = r->procs[i].task.pid;
+
+		if (!r->procs[i].exited && proc_tracer_pid(pid) == getpid())
+			kill(pid, SIGKILL);
+	}
+	for (uint32_t i = 0; i < r->nr_procs; i++) {
+		pid_t pid = r->procs[i].task.pid;
+		int st;
+
+		if (r->procs[i].exited)
+			continue;
+		while (proc_tracer_pid(pid) == getpid() || r->procs[i].seized) {
+			if (waitpid(pid, &st, __WALL) < 0 || WIFEXITED(st) || WIFSIGNALED(st))
+				break;
 		}
+		r->procs[i].exited = 1;
+	}
 }

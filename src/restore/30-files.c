@@ -321,6 +321,9 @@ static int restore_one(struct restore_ctx *r, uint32_t i)
 		if (fd < 0)
 			return fail_fd(r, f, "dup");
 		break;
+	case CRYO_FD_PROC:
+	case CRYO_FD_PIDFD:
+		return 0;	/* reopened by the restorer once every task exists */
 	case CRYO_FD_INHERIT:
 		if (f->fd >= STDIO_FDS || r->stdio_copy[f->fd] < 0) {
 			errno = EBADF;
@@ -346,7 +349,8 @@ static int close_others(struct restore_ctx *r)
 	if (ret)
 		return cryo_fail(CRYO_ERESTORE, "restore: listing own fds: %s", strerror(-ret));
 	for (int i = 0; i < nr; i++) {
-		int keep = fds[i] == r->img_fd || fds[i] == r->report_pipe[1];
+		int keep = fds[i] == r->img_fd || fds[i] == r->report_pipe[1] ||
+			   fds[i] == r->stdio_copy[2];	/* cryo's stderr, for messages */
 
 		for (uint32_t j = 0; j < r->me->nr_fds && !keep; j++)
 			keep = r->me->fds[j].fd == fds[i];
@@ -379,7 +383,8 @@ int restore_files(struct restore_ctx *r)
 	if (ret)
 		return ret;
 	path_in_root(p->root_path, p->cwd_path, cwd, sizeof(cwd));
-	if (chdir(cwd) < 0)
+	/* a cwd under /proc/<pid> waits for the restorer's late step */
+	if (!restore_is_proc_path(p->cwd_path) && chdir(cwd) < 0)
 		return cryo_fail(CRYO_ERESTORE, "restore: task %d: working directory %s: %s",
 				 p->task.pid, cwd, strerror(errno));
 	umask(p->task.umask);

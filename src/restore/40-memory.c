@@ -313,6 +313,66 @@ static int same_creds_as_ours(const struct cryo_img_task *t)
 	       ours.cap_amb == t->cap_amb && !t->securebits;
 }
 
+/* Room for the late descriptor table and its paths. */
+static size_t late_bytes(struct restore_ctx *r)
+{
+	const struct restore_proc *p = r->me;
+	size_t n = strlen(p->cwd_path) + 2;
+
+	for (uint32_t i = 0; i < p->nr_fds; i++) {
+		const struct cryo_img_fd *f = &p->fds[i];
+
+		if (f->kind == CRYO_FD_PROC || f->kind == CRYO_FD_PIDFD)
+			n += sizeof(struct restorer_late_fd) + strlen(imgr_str(r->img, f->path)) + 1;
+	}
+	return n + 16;
+}
+
+/* Descriptors naming tasks, and a cwd under /proc: for the restorer's late step. */
+static void fill_late(struct restore_ctx *r, struct restorer_args *a, uint8_t *at)
+{
+	const struct restore_proc *p = r->me;
+	struct restorer_late_fd *late = (struct restorer_late_fd *)(((uintptr_t)at + 7) & ~7ul);
+	char *strings;
+	uint32_t n = 0, off = 1;
+
+	for (uint32_t i = 0; i < p->nr_fds; i++)
+		n += p->fds[i].kind == CRYO_FD_PROC || p->fds[i].kind == CRYO_FD_PIDFD;
+	strings = (char *)(late + n);
+	strings[0] = 0;
+	n = 0;
+	for (uint32_t i = 0; i < p->nr_fds; i++) {
+		const struct cryo_img_fd *f = &p->fds[i];
+		struct restorer_late_fd *l = &late[n];
+		const char *path = imgr_str(r->img, f->path);
+
+		if (f->kind != CRYO_FD_PROC && f->kind != CRYO_FD_PIDFD)
+			continue;
+		memset(l, 0, sizeof(*l));
+		l->fd = f->fd;
+		l->cloexec = !!(f->flags & O_CLOEXEC);
+		l->is_pidfd = f->kind == CRYO_FD_PIDFD;
+		if (l->is_pidfd) {
+			l->pid = f->proc_pid > 0 ? f->proc_pid : r->anonymous_helper;
+			l->flags = f->flags & (O_NONBLOCK | O_EXCL);	/* PIDFD_NONBLOCK, _THREAD */
+		} else {
+			l->flags = (f->flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY)) | O_CLOEXEC;
+			l->pos = f->pos;
+			l->path = off;
+			strcpy(strings + off, path);
+			off += strlen(path) + 1;
+		}
+		n++;
+	}
+	a->late_fds = (uint64_t)late;
+	a->nr_late_fds = n;
+	a->late_strings = (uint64_t)strings;
+	if (restore_is_proc_path(p->cwd_path)) {
+		a->late_cwd = off;
+		strcpy(strings + off, p->cwd_path);
+	}
+}
+
 static void fill_args(struct restore_ctx *r, const struct layout *l, struct restorer_args *a,
 		      int exe_fd)
 {
@@ -392,6 +452,7 @@ static void fill_args(struct restore_ctx *r, const struct layout *l, struct rest
 		memcpy(t->comm, it->comm, sizeof(t->comm));
 		t->stack_top = stacks + (uint64_t)i * THREAD_STACK_BYTES;
 	}
+	fill_late(r, a, (uint8_t *)(stacks + (uint64_t)p->nr_threads * THREAD_STACK_BYTES));
 
 	a->mm.start_code = t->start_code;
 	a->mm.end_code = t->end_code;
@@ -440,6 +501,8 @@ static void fill_args(struct restore_ctx *r, const struct layout *l, struct rest
 	a->close_fds[a->nr_close_fds++] = r->img_fd;
 	a->close_fds[a->nr_close_fds++] = r->report_pipe[1];
 	a->close_fds[a->nr_close_fds++] = exe_fd;
+	if (r->stdio_copy[2] >= 0)
+		a->close_fds[a->nr_close_fds++] = r->stdio_copy[2];
 
 	a->change_creds = !same_creds_as_ours(t);
 	memcpy(a->uid, t->uid, sizeof(a->uid));
@@ -490,7 +553,8 @@ int restore_memory_and_jump(struct restore_ctx *r)
 			    pr->nr_vmas * sizeof(struct restorer_move) +
 			    pr->nr_sigs * sizeof(struct restorer_siginfo) +
 			    pr->nr_threads * sizeof(struct restorer_thread) +
-			    (size_t)pr->nr_threads * THREAD_STACK_BYTES + PAGE_SIZE_BYTES;
+			    (size_t)pr->nr_threads * THREAD_STACK_BYTES + PAGE_SIZE_BYTES +
+			    late_bytes(r);
 	struct layout l = { 0 };
 	struct restorer_args *a;
 	uint64_t cursor;
@@ -530,7 +594,8 @@ int restore_memory_and_jump(struct restore_ctx *r)
 	memcpy((void *)l.area, cryo_restorer_blob, cryo_restorer_blob_end - cryo_restorer_blob);
 	if (mprotect((void *)l.area, l.blob_len, PROT_READ | PROT_EXEC) < 0)
 		return cryo_fail(CRYO_ERESTORE, "restore: mprotect restorer: %s", strerror(errno));
-	exe_fd = open(pr->exe_path, O_RDONLY | O_CLOEXEC);
+	/* high, so that it cannot sit on the number of a late descriptor */
+	exe_fd = restore_move_fd(open(pr->exe_path, O_RDONLY | O_CLOEXEC), r->internal_base);
 	if (exe_fd < 0)
 		return cryo_fail(CRYO_ERESTORE, "restore: task %d: executable %s: %s", pr->task.pid,
 				 pr->exe_path, strerror(errno));

@@ -238,15 +238,18 @@ static int seize_threads(struct restore_proc *p)
  * fork events and the first stop of each new process, pass other signals
  * on, let zombies die, and release the barrier once every process exists.
  */
-static int run_until_parked(struct restore_ctx *r)
+static int run_until_parked(struct restore_ctx *r, int stage)
 {
 	uint32_t live = 0, seen = 0, parked = 0, exited = 0, zombies = 0;
 	uint64_t deadline = now_ns() + 60ull * 1000000000ull;
 
-	for (uint32_t i = 0; i < r->nr_procs; i++)
+	for (uint32_t i = 0; i < r->nr_procs; i++) {
 		r->procs[i].zombie ? zombies++ : live++;
-	seen = 1;	/* the root: seized by phase 20 */
-	if (seen == r->nr_procs) {
+		r->procs[i].parked = 0;
+		seen += r->procs[i].seized;
+		exited += r->procs[i].exited;
+	}
+	if (stage == 1 && seen == r->nr_procs) {
 		char go[1] = { 'g' };
 		if (write(r->barrier_pipe[1], go, 1) != 1)
 			return cryo_fail(CRYO_ERESTORE, "restore: releasing the barrier: %s",
@@ -319,7 +322,24 @@ int restore_resume(struct restore_ctx *r)
 {
 	int ret;
 
-	ret = run_until_parked(r);
+	/*
+	 * Stage 1: every process has its memory and threads. Only now may
+	 * descriptors naming any task be reopened: let them all go on.
+	 */
+	ret = run_until_parked(r, 1);
+	for (uint32_t i = 0; i < r->nr_procs && !ret; i++) {
+		struct restore_proc *p = &r->procs[i];
+
+		if (p->zombie)
+			continue;
+		ret = check_restorer(p);
+		if (!ret && ptrace(PTRACE_CONT, p->task.pid, 0, 0) < 0)
+			ret = cryo_fail(CRYO_ERESTORE, "restore: task %d: PTRACE_CONT: %s",
+					p->task.pid, strerror(errno));
+	}
+	/* Stage 2: every process parked for good, ready for its registers. */
+	if (!ret)
+		ret = run_until_parked(r, 2);
 	for (uint32_t i = 0; i < r->nr_procs && !ret; i++) {
 		struct restore_proc *p = &r->procs[i];
 

@@ -72,6 +72,10 @@ static void free_ctx(struct restore_ctx *r)
 		if (r->report_pipe[i] >= 0)
 			close(r->report_pipe[i]);
 	}
+	restore_end_helpers(r);
+	if (r->helper_pipe[0] >= 0)
+		close(r->helper_pipe[0]);
+	free(r->helpers);
 	if (r->img)
 		imgr_close(r->img);
 }
@@ -84,7 +88,7 @@ int cryo_restore(const struct cryo_restore_opts *opts, pid_t *pid_out)
 	memset(&r, 0, sizeof(r));
 	r.opts = opts;
 	for (int i = 0; i < 2; i++)
-		r.go_pipe[i] = r.barrier_pipe[i] = r.report_pipe[i] = -1;
+		r.go_pipe[i] = r.barrier_pipe[i] = r.report_pipe[i] = r.helper_pipe[i] = -1;
 	ret = restore_validate(&r);
 	if (ret)
 		goto out;
@@ -94,10 +98,11 @@ int cryo_restore(const struct cryo_restore_opts *opts, pid_t *pid_out)
 		goto out;
 	fcntl(r.report_pipe[0], F_SETFL, O_NONBLOCK);
 	ret = restore_resume(&r);
-	if (ret) {
+	if (ret)
 		restore_kill_all(&r);
+	restore_end_helpers(&r);
+	if (ret)
 		goto out;
-	}
 	*pid_out = r.procs[0].task.pid;
 out:
 	free_ctx(&r);

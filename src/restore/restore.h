@@ -95,10 +95,20 @@ struct restore_ctx {
 	int barrier_pipe[2];	/* cryo -> all: "every process exists" (one byte each) */
 	int report_pipe[2];	/* all -> cryo: struct restore_report */
 	int stdio_copy[3];	/* cryo's own stdio, for inherited descriptors */
+
+	/* tasks holding the PIDs of dead tasks named by /proc fds, until the end */
+	pid_t *helpers;
+	uint32_t nr_helpers;
+	int helper_pipe[2];
+	pid_t anonymous_helper;	/* for pidfds of tasks already reaped (no PID) */
 };
+
+/* Does this path (or cwd) name a task, so it must be reopened late? */
+int restore_is_proc_path(const char *path);
 
 int restore_validate(struct restore_ctx *r);
 int restore_create_tree(struct restore_ctx *r);
+void restore_end_helpers(struct restore_ctx *r);
 /* Runs in each process being restored; never returns (exits on failure). */
 void __attribute__((noreturn)) restore_proc_main(struct restore_ctx *r, int index);
 /* Phase 30 in the root: open objects shared between processes, park them. */

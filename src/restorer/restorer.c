@@ -18,6 +18,13 @@
 #define NR_futex 202
 #define NR_clone3 435
 #define NR_close 3
+#define NR_lseek 8
+#define NR_chdir 80
+#define NR_dup3 292
+#define NR_openat 257
+#define NR_pidfd_open 434
+#define AT_FDCWD -100
+#define O_CLOEXEC_FLAG 02000000
 #define NR_munmap 11
 #define NR_rt_sigaction 13
 #define NR_mremap 25
@@ -88,10 +95,16 @@ static inline long sys6(long nr, long a1, long a2, long a3, long a4, long a5, lo
 #define sys4(nr, a, b, c, d) sys6(nr, (long)(a), (long)(b), (long)(c), (long)(d), 0, 0)
 #define sys5(nr, a, b, c, d, e) sys6(nr, (long)(a), (long)(b), (long)(c), (long)(d), (long)(e), 0)
 
-static void hand_over(struct restorer_args *a)
+/* Stop; cryo (our tracer) looks at args and either lets us go on or takes over. */
+static void stop_for_tracer(struct restorer_args *a)
+{
+	sys3(NR_tgkill, a->pid, a->tid, SIGSTOP);
+}
+
+static void __attribute__((noreturn)) hand_over(struct restorer_args *a)
 {
 	/* The tracer takes it from here (or kills us if fail_step is set). */
-	sys3(NR_tgkill, a->pid, a->tid, SIGSTOP);
+	stop_for_tracer(a);
 	for (;;)
 		sys1(NR_exit_group, 125);
 }
@@ -416,6 +429,39 @@ static int create_threads(struct restorer_args *a)
 	return 0;
 }
 
+/* Reopen descriptors naming tasks by their original paths, at their numbers. */
+static int restore_late_fds(struct restorer_args *a)
+{
+	const struct restorer_late_fd *late = (const struct restorer_late_fd *)a->late_fds;
+	const char *strings = (const char *)a->late_strings;
+
+	for (uint32_t i = 0; i < a->nr_late_fds; i++) {
+		const struct restorer_late_fd *l = &late[i];
+		long fd;
+
+		if (l->is_pidfd)
+			fd = sys2(NR_pidfd_open, l->pid, l->flags);
+		else
+			fd = sys4(NR_openat, AT_FDCWD, strings + l->path, l->flags, 0);
+		if (fd < 0)
+			return failed(a, RSTEP_LATE_FDS, fd, i);
+		if (!l->is_pidfd && l->pos) {
+			long r = sys3(NR_lseek, fd, l->pos, 0);
+			if (r < 0)
+				return failed(a, RSTEP_LATE_FDS, r, i);
+		}
+		if (fd != l->fd) {
+			long r = sys3(NR_dup3, fd, l->fd, l->cloexec ? O_CLOEXEC_FLAG : 0);
+			sys1(NR_close, fd);
+			if (r < 0)
+				return failed(a, RSTEP_LATE_FDS, r, i);
+		}
+	}
+	if (a->late_cwd)
+		CHECK(a, RSTEP_LATE_CWD, sys1(NR_chdir, strings + a->late_cwd), 0);
+	return 0;
+}
+
 static int queue_signals(struct restorer_args *a)
 {
 	const struct restorer_siginfo *s = (const struct restorer_siginfo *)a->sigs;
@@ -453,6 +499,10 @@ restorer_entry(struct restorer_args *a)
 		goto out;
 	for (uint32_t i = 0; i < a->nr_close_fds; i++)
 		sys1(NR_close, a->close_fds[i]);
+	/* cryo lets us go on when every process and thread of the tree exists */
+	stop_for_tracer(a);
+	if (restore_late_fds(a))
+		goto out;
 	if (restore_creds(a))
 		goto out;
 	/* after the credentials: changing them resets the dumpable flag */

@@ -42,6 +42,8 @@ enum restorer_step {
 	RSTEP_SIGQUEUE,
 	RSTEP_RSEQ,
 	RSTEP_THREADS,
+	RSTEP_LATE_FDS,
+	RSTEP_LATE_CWD,
 	RSTEP_COUNT,
 };
 
@@ -95,6 +97,17 @@ struct restorer_thread {
 	uint32_t rseq_len, rseq_sig;
 	uint64_t stack_top;
 	char comm[16];
+};
+
+/* A descriptor that names a task, reopened once every PID and TID exists. */
+struct restorer_late_fd {
+	int32_t fd;
+	int32_t is_pidfd;
+	int32_t flags;		/* open flags, or pidfd_open flags */
+	int32_t cloexec;
+	int32_t pid;		/* pidfd: the task */
+	uint32_t path;		/* offset in the late string area */
+	uint64_t pos;
 };
 
 struct restorer_args {
@@ -164,6 +177,15 @@ struct restorer_args {
 	uint64_t threads;
 	int32_t threads_ready;	/* incremented by each thread when set up */
 	int32_t threads_release;	/* futex the threads sleep on until seized */
+
+	/*
+	 * After stopping once (every thread of the tree exists when cryo lets
+	 * us go on), reopen what names tasks: fds, and a cwd under /proc.
+	 */
+	uint64_t late_fds;	/* struct restorer_late_fd[nr_late_fds] */
+	uint32_t nr_late_fds;
+	uint32_t late_cwd;	/* offset in the string area, 0: none */
+	uint64_t late_strings;	/* NUL-terminated paths */
 };
 
 /* Entry point: the first byte of the blob. Never returns. */

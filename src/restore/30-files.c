@@ -298,6 +298,8 @@ static int restore_one(struct restore_ctx *r, uint32_t i)
 	const struct cryo_img_fd *f = &p->fds[i];
 	int fd;
 
+	if (restore_fd_is_late(p, f))
+		return 0;	/* reopened by the restorer once every task exists */
 	if (p->fd_park[i] >= 0) {
 		fd = fcntl(p->fd_park[i], F_DUPFD_CLOEXEC, 0);
 		if (fd < 0)

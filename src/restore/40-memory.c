@@ -313,6 +313,24 @@ static int same_creds_as_ours(const struct cryo_img_task *t)
 	       ours.cap_amb == t->cap_amb && !t->securebits;
 }
 
+/* Is this fd reopened late: it names a task, or duplicates one that does? */
+static int is_late(const struct restore_proc *p, const struct cryo_img_fd *f)
+{
+	if (f->kind == CRYO_FD_PROC || f->kind == CRYO_FD_PIDFD)
+		return 1;
+	if (f->kind != CRYO_FD_DUP)
+		return 0;
+	for (uint32_t i = 0; i < p->nr_fds; i++)
+		if (p->fds[i].fd == f->dup_of)
+			return p->fds[i].kind == CRYO_FD_PROC || p->fds[i].kind == CRYO_FD_PIDFD;
+	return 0;
+}
+
+int restore_fd_is_late(const struct restore_proc *p, const struct cryo_img_fd *f)
+{
+	return is_late(p, f);
+}
+
 /* Room for the late descriptor table and its paths. */
 static size_t late_bytes(struct restore_ctx *r)
 {
@@ -322,7 +340,7 @@ static size_t late_bytes(struct restore_ctx *r)
 	for (uint32_t i = 0; i < p->nr_fds; i++) {
 		const struct cryo_img_fd *f = &p->fds[i];
 
-		if (f->kind == CRYO_FD_PROC || f->kind == CRYO_FD_PIDFD)
+		if (is_late(p, f))
 			n += sizeof(struct restorer_late_fd) + strlen(imgr_str(r->img, f->path)) + 1;
 	}
 	return n + 16;
@@ -337,7 +355,7 @@ static void fill_late(struct restore_ctx *r, struct restorer_args *a, uint8_t *a
 	uint32_t n = 0, off = 1;
 
 	for (uint32_t i = 0; i < p->nr_fds; i++)
-		n += p->fds[i].kind == CRYO_FD_PROC || p->fds[i].kind == CRYO_FD_PIDFD;
+		n += is_late(p, &p->fds[i]);
 	strings = (char *)(late + n);
 	strings[0] = 0;
 	n = 0;
@@ -346,13 +364,16 @@ static void fill_late(struct restore_ctx *r, struct restorer_args *a, uint8_t *a
 		struct restorer_late_fd *l = &late[n];
 		const char *path = imgr_str(r->img, f->path);
 
-		if (f->kind != CRYO_FD_PROC && f->kind != CRYO_FD_PIDFD)
+		if (!is_late(p, f))
 			continue;
 		memset(l, 0, sizeof(*l));
 		l->fd = f->fd;
+		l->dup_of = f->kind == CRYO_FD_DUP ? f->dup_of : -1;
 		l->cloexec = !!(f->flags & O_CLOEXEC);
 		l->is_pidfd = f->kind == CRYO_FD_PIDFD;
-		if (l->is_pidfd) {
+		if (f->kind == CRYO_FD_DUP) {
+			/* nothing more: dup3 of the fd it shares a description with */
+		} else if (l->is_pidfd) {
 			l->pid = f->proc_pid > 0 ? f->proc_pid : r->anonymous_helper;
 			l->flags = f->flags & (O_NONBLOCK | O_EXCL);	/* PIDFD_NONBLOCK, _THREAD */
 		} else {

@@ -103,6 +103,8 @@ struct restore_ctx {
 	pid_t anonymous_helper;	/* for pidfds of tasks already reaped (no PID) */
 };
 
+/* Is this fd reopened in the restorer's late step (it names a task)? */
+int restore_fd_is_late(const struct restore_proc *p, const struct cryo_img_fd *f);
 /* Does this path (or cwd) name a task, so it must be reopened late? */
 int restore_is_proc_path(const char *path);
 

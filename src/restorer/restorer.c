@@ -439,6 +439,12 @@ static int restore_late_fds(struct restorer_args *a)
 		const struct restorer_late_fd *l = &late[i];
 		long fd;
 
+		if (l->dup_of >= 0) {
+			long r = sys3(NR_dup3, l->dup_of, l->fd, l->cloexec ? O_CLOEXEC_FLAG : 0);
+			if (r < 0)
+				return failed(a, RSTEP_LATE_FDS, r, i);
+			continue;
+		}
 		if (l->is_pidfd)
 			fd = sys2(NR_pidfd_open, l->pid, l->flags);
 		else

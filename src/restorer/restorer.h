@@ -102,6 +102,7 @@ struct restorer_thread {
 /* A descriptor that names a task, reopened once every PID and TID exists. */
 struct restorer_late_fd {
 	int32_t fd;
+	int32_t dup_of;		/* >= 0: a duplicate of that (earlier, late) fd */
 	int32_t is_pidfd;
 	int32_t flags;		/* open flags, or pidfd_open flags */
 	int32_t cloexec;

@@ -12,7 +12,7 @@ CFLAGS_COMMON += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanit
 LDFLAGS_SAN := -fsanitize=address,undefined
 endif
 CFLAGS  := $(CFLAGS_COMMON) $(EXTRA_CFLAGS)
-LDLIBS  := -lpthread
+LDLIBS  := -lzstd -llz4 -lpthread
 
 LIB_SRCS := $(wildcard src/util/*.c src/image/*.c src/kernel/*.c src/dump/*.c src/restore/*.c)
 CLI_SRCS := $(wildcard src/cli/*.c)

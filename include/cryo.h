@@ -53,6 +53,8 @@ struct cryo_checkpoint_opts {
 	const char *output;	/* image path */
 	enum cryo_after after;
 	int no_sync;		/* skip fsync of image and directory (faster, unsafe) */
+	int compress;		/* 0 none, 1 zstd, 2 lz4 (page data, per chunk) */
+	int compress_level;	/* zstd level; 0 = default */
 };
 
 struct cryo_restore_opts {

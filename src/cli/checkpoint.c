@@ -20,7 +20,36 @@ static const char usage[] =
 	"  --pid            take PID alone (refused if it has child processes)\n"
 	"  -o, --output FILE  image path; written to a temporary name, fsynced, renamed\n"
 	"  --no-sync        do not fsync the image (faster, not crash-safe)\n"
+	"  --compress[=zstd[:LEVEL]|lz4|none]\n"
+	"                   compress memory pages, chunk by chunk (--compress alone: zstd;\n"
+	"                   default: none, fastest on tmpfs and fast disks)\n"
 	"  -h, --help       this help\n";
+
+static int parse_compress(const char *arg, struct cryo_checkpoint_opts *opts)
+{
+	char *end;
+
+	if (!arg || !strcmp(arg, "zstd")) {
+		opts->compress = 1;
+	} else if (!strncmp(arg, "zstd:", 5)) {
+		opts->compress = 1;
+		opts->compress_level = strtol(arg + 5, &end, 10);
+		if (*end || opts->compress_level < 1 || opts->compress_level > 19) {
+			fprintf(stderr, "cryo: checkpoint: zstd level must be 1..19, not '%s'\n",
+				arg + 5);
+			return -1;
+		}
+	} else if (!strcmp(arg, "lz4")) {
+		opts->compress = 2;
+	} else if (!strcmp(arg, "none")) {
+		opts->compress = 0;
+	} else {
+		fprintf(stderr, "cryo: checkpoint: unknown compression '%s' (zstd[:LEVEL], lz4, "
+			"none)\n", arg);
+		return -1;
+	}
+	return 0;
+}
 
 int cmd_checkpoint(int argc, char **argv)
 {
@@ -31,6 +60,7 @@ int cmd_checkpoint(int argc, char **argv)
 		{ "stop", no_argument, NULL, 'S' },
 		{ "no-sync", no_argument, NULL, 'N' },
 		{ "tree", no_argument, NULL, 'T' },
+		{ "compress", optional_argument, NULL, 'C' },
 		{ "pid", no_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -59,6 +89,10 @@ int cmd_checkpoint(int argc, char **argv)
 			break;
 		case 'T':
 			opts.scope = CRYO_SCOPE_TREE;
+			break;
+		case 'C':
+			if (parse_compress(optarg, &opts))
+				return cli_exit_code(CRYO_EUSAGE);
 			break;
 		case 'P':
 			opts.scope = CRYO_SCOPE_PID;

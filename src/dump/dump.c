@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "dump/dump.h"
+#include "image/codec.h"
 #include "util/util.h"
 
 #define BLOB_CHUNK_BYTES (8ul << 20)
@@ -335,6 +336,8 @@ static void free_tree(struct dump_tree *t)
 	for (int i = 0; i < t->nr_procs; i++)
 		free_proc(t->procs[i]);
 	free(t->procs);
+	codec_free(t->codec);
+	free(t->zbuf);
 	strtab_free(&t->strings);
 }
 
@@ -386,6 +389,14 @@ int cryo_checkpoint(const struct cryo_checkpoint_opts *opts)
 		sigaddset(&defer, deferred_signals[i]);
 	sigprocmask(SIG_BLOCK, &defer, &old_mask);
 
+	if (opts->compress) {
+		tree.codec_id = opts->compress;
+		tree.codec = codec_new(opts->compress, opts->compress_level);
+		if (!tree.codec) {
+			sigprocmask(SIG_SETMASK, &old_mask, NULL);
+			return CRYO_EUSAGE;
+		}
+	}
 	ret = freeze_tree(&tree, opts->pid, opts->scope);
 	t_frozen = now_ns();
 	if (!ret)

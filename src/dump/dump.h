@@ -67,6 +67,10 @@ struct dump_tree {
 	struct fd_blob *blobs;
 	int nr_blobs;
 	uint64_t next_file_id;
+	struct codec *codec;	/* page data compression, or NULL */
+	int codec_id;		/* enum cryo_codec */
+	uint8_t *zbuf;		/* compressed chunk */
+	size_t zbuf_len;
 };
 
 int freeze_process(struct dump_ctx *c);

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "dump/dump.h"
+#include "image/codec.h"
 #include "util/util.h"
 
 #define CHUNK_BYTES (8ul << 20)
@@ -65,6 +66,29 @@ static int read_chunk(struct dump_ctx *c, int vma_index, struct chunk *ch)
 	return 0;
 }
 
+static int write_compressed(struct dump_ctx *c, struct img_writer *w, int vma_index,
+			    const struct chunk *ch)
+{
+	struct dump_tree *t = c->tree;
+	struct cryo_zpages_header h = { 0 };
+	size_t n;
+
+	if (!t->zbuf) {
+		t->zbuf_len = sizeof(h) + codec_bound(t->codec, CHUNK_BYTES);
+		t->zbuf = malloc(t->zbuf_len);
+		if (!t->zbuf)
+			return cryo_fail(CRYO_EINTERNAL, "out of memory for compression");
+	}
+	n = codec_compress(t->codec, t->zbuf + sizeof(h), t->zbuf_len - sizeof(h), ch->buf, ch->len);
+	if (!n)
+		return cryo_fail(CRYO_EINTERNAL, "compressing memory of process %d failed", c->pid);
+	h.codec = t->codec_id;
+	h.raw_len = ch->len;
+	memcpy(t->zbuf, &h, sizeof(h));
+	return imgw_section(w, CRYO_SEC_ZPAGES, pages_id(c, vma_index), 0, 0, t->zbuf,
+			    sizeof(h) + n);
+}
+
 static int flush_chunk(struct dump_ctx *c, struct img_writer *w, int vma_index, struct chunk *ch)
 {
 	int ret;
@@ -72,7 +96,9 @@ static int flush_chunk(struct dump_ctx *c, struct img_writer *w, int vma_index, 
 	if (!ch->len)
 		return 0;
 	ret = read_chunk(c, vma_index, ch);
-	if (!ret)
+	if (!ret && c->tree->codec)
+		ret = write_compressed(c, w, vma_index, ch);
+	else if (!ret)
 		ret = imgw_section_aligned(w, CRYO_SEC_PAGES, pages_id(c, vma_index), PAGE_SIZE_BYTES,
 					   ch->len / PAGE_SIZE_BYTES, ch->buf, ch->len);
 	ch->len = 0;

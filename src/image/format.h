@@ -53,6 +53,8 @@ enum cryo_section_type {
 	CRYO_SEC_VMA = 20,		/* struct cryo_img_vma, in address order; id = pid */
 	CRYO_SEC_PAGEMAP = 21,		/* struct cryo_img_page_run; id = pid << 32 | VMA index */
 	CRYO_SEC_PAGES = 22,		/* page data of the runs just before; same id */
+	CRYO_SEC_ZPAGES = 23,		/* the same, compressed: struct cryo_zpages_header,
+					 * then the compressed bytes; same id */
 	CRYO_SEC_FD = 30,		/* struct cryo_img_fd */
 	CRYO_SEC_BLOB = 31,		/* opaque data (file or pipe content); id = blob id */
 };
@@ -218,6 +220,20 @@ struct cryo_img_vma {
 	uint64_t file_size, file_mtime_ns;
 	uint64_t nr_pages_dumped;
 } __attribute__((packed));
+
+enum cryo_codec {
+	CRYO_CODEC_NONE = 0,
+	CRYO_CODEC_ZSTD = 1,
+	CRYO_CODEC_LZ4 = 2,
+};
+
+/* Start of a ZPAGES payload: each chunk decompresses on its own. */
+struct cryo_zpages_header {
+	uint32_t codec;			/* enum cryo_codec */
+	uint32_t raw_len;		/* bytes after decompression: whole pages */
+} __attribute__((packed));
+
+#define CRYO_ZPAGES_MAX_RAW (16u << 20)
 
 struct cryo_img_page_run {
 	uint64_t vaddr;

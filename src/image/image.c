@@ -71,6 +71,7 @@ const char *img_section_type_name(uint32_t type)
 	case CRYO_SEC_PAGES:	return "PAGES";
 	case CRYO_SEC_FD:	return "FD";
 	case CRYO_SEC_BLOB:	return "BLOB";
+	case CRYO_SEC_ZPAGES:	return "ZPAGES";
 	}
 	return "unknown";
 }
@@ -84,7 +85,7 @@ static int type_is_known(uint32_t type)
 static int type_is_untyped(uint32_t type)
 {
 	return type == CRYO_SEC_PAD || type == CRYO_SEC_STRINGS || type == CRYO_SEC_BLOB ||
-	       type == CRYO_SEC_INDEX;
+	       type == CRYO_SEC_INDEX || type == CRYO_SEC_ZPAGES;
 }
 
 /* Sections that are always arrays of entries (INDEX is checked on its own). */

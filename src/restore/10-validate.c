@@ -297,8 +297,23 @@ static int validate_runs(struct restore_ctx *r, struct restore_proc *p, uint32_t
 
 		if (e->type == CRYO_SEC_PAD)
 			continue;
-		if (e->type != CRYO_SEC_PAGES || e->id != id)
+		if ((e->type != CRYO_SEC_PAGES && e->type != CRYO_SEC_ZPAGES) || e->id != id)
 			break;
+		if (e->type == CRYO_SEC_ZPAGES) {
+			struct cryo_zpages_header zh;
+
+			if (e->length <= sizeof(zh) ||
+			    pread_full(imgr_fd(r->img), &zh, sizeof(zh),
+				       imgr_payload_offset(r->img, s)) ||
+			    (zh.codec != CRYO_CODEC_ZSTD && zh.codec != CRYO_CODEC_LZ4) ||
+			    !zh.raw_len || zh.raw_len % PAGE_SIZE_BYTES ||
+			    zh.raw_len > CRYO_ZPAGES_MAX_RAW)
+				return bad(r, "memory area %lx-%lx: malformed compressed page data",
+					   (unsigned long)v->img.start, (unsigned long)v->img.end);
+			section_pages += zh.raw_len / PAGE_SIZE_BYTES;
+			v->nr_pages_sections = s - v->first_pages_section + 1;
+			continue;
+		}
 		if (e->length != (uint64_t)e->entry_count * PAGE_SIZE_BYTES ||
 		    imgr_payload_offset(r->img, s) % PAGE_SIZE_BYTES)
 			return bad(r, "memory area %lx-%lx: malformed page data section",

@@ -23,6 +23,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "image/codec.h"
 #include "kernel/proc.h"
 #include "restore/restore.h"
 #include "restorer/restorer.h"
@@ -133,35 +134,92 @@ static int open_mapped_file(struct restore_ctx *r, const struct restore_vma *v)
 	return fd;
 }
 
+/*
+ * Where the page data of a section comes from: plain sections are read
+ * straight into place; compressed ones are decompressed into a bounce
+ * buffer first (each chunk decompresses on its own).
+ */
+struct page_source {
+	uint64_t left, off;	/* bytes left, and where (file offset or buffer index) */
+	uint8_t *zraw, *zin;	/* decompressed chunk, compressed input */
+	int compressed;
+};
+
+static int next_section(struct restore_ctx *r, struct restore_vma *v, uint32_t *sec,
+			struct page_source *src)
+{
+	for (;;) {
+		const struct cryo_img_index_entry *e = imgr_section(r->img, *sec);
+		uint64_t off = imgr_payload_offset(r->img, *sec);
+		struct cryo_zpages_header zh;
+		int ret;
+
+		(*sec)++;
+		if (e->type == CRYO_SEC_PAGES) {
+			src->compressed = 0;
+			src->left = e->length;
+			src->off = off;
+			return 0;
+		}
+		if (e->type != CRYO_SEC_ZPAGES)
+			continue;
+		if (!src->zraw) {
+			src->zraw = malloc(CRYO_ZPAGES_MAX_RAW);
+			src->zin = malloc(CRYO_ZPAGES_MAX_RAW * 2);
+			if (!src->zraw || !src->zin)
+				return fail_vma(v, "allocating decompression buffers", ENOMEM);
+		}
+		/* lengths were checked in phase 10 */
+		ret = pread_full(r->img_fd, &zh, sizeof(zh), off);
+		if (!ret && e->length - sizeof(zh) > CRYO_ZPAGES_MAX_RAW * 2)
+			ret = -EINVAL;
+		if (!ret)
+			ret = pread_full(r->img_fd, src->zin, e->length - sizeof(zh), off + sizeof(zh));
+		if (ret)
+			return fail_vma(v, "reading its compressed pages", -ret);
+		if (codec_decompress(zh.codec, src->zraw, zh.raw_len, src->zin,
+				     e->length - sizeof(zh)))
+			return fail_vma(v, "decompressing its pages", EINVAL);
+		src->compressed = 1;
+		src->left = zh.raw_len;
+		src->off = 0;
+		return 0;
+	}
+}
+
 static int fill_pages(struct restore_ctx *r, struct restore_vma *v)
 {
+	struct page_source src = { 0 };
 	uint32_t sec = v->first_pages_section;
-	uint64_t sec_left = 0, sec_off = 0;
+	int ret = 0;
 
-	for (uint32_t i = 0; i < v->nr_runs; i++) {
+	for (uint32_t i = 0; i < v->nr_runs && !ret; i++) {
 		uint64_t addr = v->premap_addr + (v->runs[i].vaddr - v->img.start);
 		uint64_t left = v->runs[i].nr_pages * PAGE_SIZE_BYTES;
 
-		while (left) {
-			while (!sec_left) {
-				const struct cryo_img_index_entry *e = imgr_section(r->img, sec);
-				if (e->type == CRYO_SEC_PAGES) {
-					sec_left = e->length;
-					sec_off = imgr_payload_offset(r->img, sec);
-				}
-				sec++;
+		while (left && !ret) {
+			if (!src.left) {
+				ret = next_section(r, v, &sec, &src);
+				if (ret)
+					break;
 			}
-			uint64_t n = left < sec_left ? left : sec_left;
-			int ret = pread_full(r->img_fd, (void *)addr, n, sec_off);
-			if (ret)
-				return fail_vma(v, "reading its pages from the image", -ret);
+			uint64_t n = left < src.left ? left : src.left;
+			if (src.compressed) {
+				memcpy((void *)addr, src.zraw + src.off, n);
+			} else {
+				ret = pread_full(r->img_fd, (void *)addr, n, src.off);
+				if (ret)
+					ret = fail_vma(v, "reading its pages from the image", -ret);
+			}
 			addr += n;
 			left -= n;
-			sec_left -= n;
-			sec_off += n;
+			src.left -= n;
+			src.off += n;
 		}
 	}
-	return 0;
+	free(src.zraw);
+	free(src.zin);
+	return ret;
 }
 
 static int apply_advice(const struct restore_vma *v)

@@ -1,0 +1,99 @@
+/*
+ * zstd and lz4 behind one small interface (codec.h). zstd runs with two
+ * worker threads (this machine's cores) on each chunk; the level defaults
+ * to 1, which keeps up with the copy on fast storage.
+ */
+#include "image/codec.h"
+
+#include <lz4.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include "image/format.h"
+#include "util/util.h"
+
+#define ZSTD_DEFAULT_LEVEL 1
+
+struct codec {
+	int codec;
+	ZSTD_CCtx *zctx;
+};
+
+const char *codec_name(int codec)
+{
+	switch (codec) {
+	case CRYO_CODEC_NONE:
+		return "none";
+	case CRYO_CODEC_ZSTD:
+		return "zstd";
+	case CRYO_CODEC_LZ4:
+		return "lz4";
+	}
+	return "unknown";
+}
+
+struct codec *codec_new(int codec, int level)
+{
+	struct codec *c = xzalloc(sizeof(*c));
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (!c)
+		return NULL;
+	c->codec = codec;
+	if (codec == CRYO_CODEC_ZSTD) {
+		c->zctx = ZSTD_createCCtx();
+		if (!c->zctx) {
+			free(c);
+			cryo_log("cannot create a zstd context");
+			return NULL;
+		}
+		ZSTD_CCtx_setParameter(c->zctx, ZSTD_c_compressionLevel,
+				       level ? level : ZSTD_DEFAULT_LEVEL);
+		/* ignored (and harmless) by a libzstd built without threads */
+		if (cpus > 1)
+			ZSTD_CCtx_setParameter(c->zctx, ZSTD_c_nbWorkers, (int)cpus);
+	} else if (codec != CRYO_CODEC_LZ4) {
+		free(c);
+		cryo_log("unknown compression %d", codec);
+		return NULL;
+	}
+	return c;
+}
+
+void codec_free(struct codec *c)
+{
+	if (!c)
+		return;
+	ZSTD_freeCCtx(c->zctx);
+	free(c);
+}
+
+size_t codec_bound(const struct codec *c, size_t n)
+{
+	return c->codec == CRYO_CODEC_ZSTD ? ZSTD_compressBound(n) :
+					    (size_t)LZ4_compressBound((int)n);
+}
+
+size_t codec_compress(struct codec *c, void *dst, size_t cap, const void *src, size_t n)
+{
+	if (c->codec == CRYO_CODEC_ZSTD) {
+		size_t r = ZSTD_compress2(c->zctx, dst, cap, src, n);
+		return ZSTD_isError(r) ? 0 : r;
+	}
+	int r = LZ4_compress_default(src, dst, (int)n, (int)cap);
+	return r > 0 ? (size_t)r : 0;
+}
+
+int codec_decompress(int codec, void *dst, size_t raw_len, const void *src, size_t n)
+{
+	if (codec == CRYO_CODEC_ZSTD) {
+		size_t r = ZSTD_decompress(dst, raw_len, src, n);
+		return !ZSTD_isError(r) && r == raw_len ? 0 : -1;
+	}
+	if (codec == CRYO_CODEC_LZ4) {
+		int r = LZ4_decompress_safe(src, dst, (int)n, (int)raw_len);
+		return r >= 0 && (size_t)r == raw_len ? 0 : -1;
+	}
+	return -1;
+}

@@ -1,0 +1,26 @@
+/*
+ * Compression of page data, one chunk at a time: a damaged chunk is caught
+ * by its section checksum and never affects another. zstd compresses with
+ * its own worker threads; both codecs decompress straight into the buffer
+ * given.
+ */
+#ifndef CRYO_IMAGE_CODEC_H
+#define CRYO_IMAGE_CODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct codec;
+
+/* NULL with a log line on failure; codec is enum cryo_codec. */
+struct codec *codec_new(int codec, int level);
+void codec_free(struct codec *c);
+/* Worst-case output size for n input bytes. */
+size_t codec_bound(const struct codec *c, size_t n);
+/* Compress src into dst (of codec_bound() bytes); returns the length or 0. */
+size_t codec_compress(struct codec *c, void *dst, size_t cap, const void *src, size_t n);
+/* Decompress exactly raw_len bytes; 0 on success, -1 if the data is bad. */
+int codec_decompress(int codec, void *dst, size_t raw_len, const void *src, size_t n);
+const char *codec_name(int codec);
+
+#endif

@@ -74,8 +74,11 @@ $(BUILD)/unit/%: tests/unit/%.c $(BUILD)/libcryo.a
 deps:
 	@scripts/install-deps.sh
 
+# The whole suite, then the kill flavour again with cryo built with
+# ASan/UBSan (its test programs are the same unsanitized targets).
 test: deps all
 	tests/run.sh
+	$(MAKE) test-san
 
 test-san: deps
 	$(MAKE) SAN=1 all

@@ -217,6 +217,8 @@ static int write_blobs(struct dump_tree *t, struct img_writer *w)
 		(nr) = 0;                                                             \
 		if (out)                                                              \
 			for (int p = 0; p < (t)->nr_procs; p++) {                     \
+				if (!(t)->procs[p]->count_field)                      \
+					continue;                                     \
 				memcpy((out) + (nr), (t)->procs[p]->field,            \
 				       (t)->procs[p]->count_field * sizeof(type));    \
 				(nr) += (t)->procs[p]->count_field;                   \

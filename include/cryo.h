@@ -13,6 +13,7 @@
 #ifndef CRYO_H
 #define CRYO_H
 
+#include <stdint.h>
 #include <stdio.h>
 #include <sys/types.h>
 
@@ -47,6 +48,15 @@ enum cryo_scope {
 	CRYO_SCOPE_PID,		/* that process alone (refused if it has children) */
 };
 
+/* Figures a checkpoint or restore reports when asked (opts->stats). */
+struct cryo_stats {
+	uint64_t frozen_ns;	/* how long the targets were stopped */
+	uint64_t total_ns;	/* the whole operation */
+	uint64_t image_bytes;	/* image size */
+	uint64_t pages;		/* memory pages saved or loaded */
+	uint32_t processes, threads;
+};
+
 struct cryo_checkpoint_opts {
 	pid_t pid;		/* the process to checkpoint (root of the tree) */
 	enum cryo_scope scope;
@@ -55,11 +65,13 @@ struct cryo_checkpoint_opts {
 	int no_sync;		/* skip fsync of image and directory (faster, unsafe) */
 	int compress;		/* 0 none, 1 zstd, 2 lz4 (page data, per chunk) */
 	int compress_level;	/* zstd level; 0 = default */
+	struct cryo_stats *stats;	/* filled on success if not NULL */
 };
 
 struct cryo_restore_opts {
 	const char *image;
 	int detach;		/* restored process is reparented to init/subreaper */
+	struct cryo_stats *stats;	/* filled on success if not NULL */
 };
 
 /* Log sink for error and progress lines (without trailing newline). */

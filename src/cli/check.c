@@ -1,9 +1,11 @@
 /* cryo check: probe the kernel features cryo needs. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
 #include "cryo.h"
+#include "util/util.h"
 
 static const char usage[] =
 	"usage: cryo check\n"
@@ -21,6 +23,10 @@ int cmd_check(int argc, char **argv)
 	if (argc > 1) {
 		fputs(usage, stderr);
 		return 64;
+	}
+	if (getenv("CRYO_FAULT") && !strcmp(getenv("CRYO_FAULT"), "list")) {
+		fault_list(stdout);
+		return 0;
 	}
 	return cli_exit_code(cryo_check(stdout));
 }

@@ -20,6 +20,7 @@ static const char usage[] =
 	"  --pid            take PID alone (refused if it has child processes)\n"
 	"  -o, --output FILE  image path; written to a temporary name, fsynced, renamed\n"
 	"  --no-sync        do not fsync the image (faster, not crash-safe)\n"
+	"  --stats          print timings and sizes as one JSON line on stderr\n"
 	"  --compress[=zstd[:LEVEL]|lz4|none]\n"
 	"                   compress memory pages, chunk by chunk (--compress alone: zstd;\n"
 	"                   default: none, fastest on tmpfs and fast disks)\n"
@@ -61,11 +62,14 @@ int cmd_checkpoint(int argc, char **argv)
 		{ "no-sync", no_argument, NULL, 'N' },
 		{ "tree", no_argument, NULL, 'T' },
 		{ "compress", optional_argument, NULL, 'C' },
+		{ "stats", no_argument, NULL, 'S' + 256 },
 		{ "pid", no_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	struct cryo_checkpoint_opts opts = { 0 };
+	struct cryo_stats stats;
+	int ret;
 	char defname[64];
 	char *end;
 	int c;
@@ -89,6 +93,9 @@ int cmd_checkpoint(int argc, char **argv)
 			break;
 		case 'T':
 			opts.scope = CRYO_SCOPE_TREE;
+			break;
+		case 'S' + 256:
+			opts.stats = &stats;
 			break;
 		case 'C':
 			if (parse_compress(optarg, &opts))
@@ -118,5 +125,8 @@ int cmd_checkpoint(int argc, char **argv)
 		snprintf(defname, sizeof(defname), "%d.cryo", opts.pid);
 		opts.output = defname;
 	}
-	return cli_exit_code(cryo_checkpoint(&opts));
+	ret = cryo_checkpoint(&opts);
+	if (!ret && opts.stats)
+		cli_print_stats("checkpoint", &stats);
+	return cli_exit_code(ret);
 }

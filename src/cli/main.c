@@ -19,6 +19,14 @@ static const char usage[] =
 	"\n"
 	"Run 'cryo <command> --help' for the options of a command; see cryo(1).\n";
 
+void cli_print_stats(const char *what, const struct cryo_stats *st)
+{
+	fprintf(stderr, "{\"op\": \"%s\", \"frozen_ms\": %.3f, \"total_ms\": %.3f, "
+		"\"image_bytes\": %llu, \"pages\": %llu, \"processes\": %u, \"threads\": %u}\n",
+		what, st->frozen_ns / 1e6, st->total_ns / 1e6, (unsigned long long)st->image_bytes,
+		(unsigned long long)st->pages, st->processes, st->threads);
+}
+
 int cli_exit_code(int status)
 {
 	return status < 0 ? -status : status;

@@ -22,6 +22,7 @@ static const char usage[] =
 	"Restore the process saved in FILE with its original PID.\n"
 	"  --detach    print the restored PID and return once it runs; it is\n"
 	"              reparented to init (or the nearest subreaper)\n"
+	"  --stats     print timings as one JSON line on stderr\n"
 	"  -h, --help  this help\n"
 	"Without --detach cryo waits for the process, forwards SIGINT, SIGTERM,\n"
 	"SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to it, and exits with its exit status\n"
@@ -62,10 +63,12 @@ int cmd_restore(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "detach", no_argument, NULL, 'd' },
+		{ "stats", no_argument, NULL, 's' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	struct cryo_restore_opts opts = { 0 };
+	struct cryo_stats stats;
 	pid_t pid = 0;
 	int c, ret;
 
@@ -73,6 +76,9 @@ int cmd_restore(int argc, char **argv)
 		switch (c) {
 		case 'd':
 			opts.detach = 1;
+			break;
+		case 's':
+			opts.stats = &stats;
 			break;
 		case 'h':
 			fputs(usage, stdout);
@@ -90,6 +96,8 @@ int cmd_restore(int argc, char **argv)
 	ret = cryo_restore(&opts, &pid);
 	if (ret)
 		return cli_exit_code(ret);
+	if (opts.stats)
+		cli_print_stats("restore", &stats);
 	if (opts.detach) {
 		printf("%d\n", pid);
 		return 0;

@@ -470,6 +470,9 @@ int collect_task(struct dump_ctx *c)
 		return ret;
 	for (int i = 0; i < c->nr_threads; i++) {
 		ret = collect_thread(c, i, &xstate_offset);
+		/* keep the window in which cryo's death would hurt the task short */
+		if (!ret)
+			ret = inject_finish(&c->threads[i]);
 		if (ret)
 			return ret;
 	}

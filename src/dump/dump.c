@@ -343,6 +343,21 @@ static void free_tree(struct dump_tree *t)
 	strtab_free(&t->strings);
 }
 
+static void fill_stats(struct cryo_stats *st, const struct dump_tree *t, uint64_t frozen,
+		       uint64_t total)
+{
+	memset(st, 0, sizeof(*st));
+	st->frozen_ns = frozen;
+	st->total_ns = total;
+	st->image_bytes = t->image_bytes;
+	st->processes = t->nr_procs;
+	for (int i = 0; i < t->nr_procs; i++) {
+		st->threads += t->procs[i]->nr_threads;
+		for (int v = 0; v < t->procs[i]->nr_vmas; v++)
+			st->pages += t->procs[i]->img_vmas[v].nr_pages_dumped;
+	}
+}
+
 static void release_tree(struct dump_tree *t, enum cryo_after after)
 {
 	for (int i = 0; i < t->nr_procs; i++) {
@@ -370,7 +385,7 @@ int cryo_checkpoint(const struct cryo_checkpoint_opts *opts)
 	struct dump_tree tree = { 0 };
 	struct img_writer *w = NULL;
 	sigset_t defer, old_mask;
-	uint64_t t0 = now_ns(), t_frozen = 0;
+	uint64_t t0 = now_ns(), t_frozen = 0, t_frozen_start = 0;
 	int ret;
 
 	if (opts->pid <= 0)
@@ -399,20 +414,29 @@ int cryo_checkpoint(const struct cryo_checkpoint_opts *opts)
 			return CRYO_EUSAGE;
 		}
 	}
+	t_frozen_start = now_ns();
 	ret = freeze_tree(&tree, opts->pid, opts->scope);
 	t_frozen = now_ns();
 	if (!ret)
+		ret = fault_point("checkpoint:frozen");
+	if (!ret)
 		ret = collect_tree(&tree);
+	if (!ret)
+		ret = fault_point("checkpoint:injected");
 	if (!ret)
 		ret = imgw_open(&w, opts->output, read_xcr0());
 	if (!ret)
 		ret = write_image(&tree, w);
 	if (!ret)
 		ret = fault_point("checkpoint:write");
+	if (!ret)
+		tree.image_bytes = imgw_bytes_written(w);
 	if (!ret) {
 		ret = imgw_commit(w, opts->no_sync);
 		w = NULL;	/* commit consumes it, successful or not */
 	}
+	if (!ret)
+		ret = fault_point("checkpoint:committed");
 	if (w)
 		imgw_abort(w);
 	if (ret) {
@@ -422,6 +446,8 @@ int cryo_checkpoint(const struct cryo_checkpoint_opts *opts)
 			   opts->pid, tree.nr_procs, (now_ns() - t_frozen) / 1e6,
 			   (now_ns() - t0) / 1e6);
 		release_tree(&tree, opts->after);
+		if (opts->stats)
+			fill_stats(opts->stats, &tree, now_ns() - t_frozen_start, now_ns() - t0);
 	}
 	sigprocmask(SIG_SETMASK, &old_mask, NULL);
 	free_tree(&tree);

@@ -69,6 +69,7 @@ struct dump_tree {
 	uint64_t next_file_id;
 	struct codec *codec;	/* page data compression, or NULL */
 	int codec_id;		/* enum cryo_codec */
+	uint64_t image_bytes;
 	uint8_t *zbuf;		/* compressed chunk */
 	size_t zbuf_len;
 };

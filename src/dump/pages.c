@@ -103,7 +103,7 @@ static int flush_chunk(struct dump_ctx *c, struct img_writer *w, int vma_index, 
 					   ch->len / PAGE_SIZE_BYTES, ch->buf, ch->len);
 	ch->len = 0;
 	ch->nr_iov = 0;
-	return ret;
+	return ret ? ret : fault_point("checkpoint:pages");
 }
 
 static int dump_vma_pages(struct dump_ctx *c, struct img_writer *w, int vma_index,

@@ -314,6 +314,11 @@ static int restore_frozen_state(struct frozen_task *t, int requeue)
 	return 0;
 }
 
+int inject_finish(struct frozen_task *t)
+{
+	return restore_frozen_state(t, 0);
+}
+
 int ptrace_thaw(struct frozen_task *t)
 {
 	int ret = 0;

@@ -58,6 +58,11 @@ int inject_prepare(struct frozen_task *t);
 /* Run a syscall inside the task; result (or -errno) in *ret. */
 int inject_syscall(struct frozen_task *t, long nr, uint64_t a1, uint64_t a2, uint64_t a3,
 		   uint64_t a4, uint64_t a5, uint64_t a6, int64_t *ret);
+/*
+ * Done injecting: back to the event stop with the original registers and
+ * scratch memory. From then on, cryo dying leaves the task exactly as it was.
+ */
+int inject_finish(struct frozen_task *t);
 /* Copy to/from scratch memory in the task. */
 int inject_write(struct frozen_task *t, uint64_t off, const void *p, size_t n);
 int inject_read(struct frozen_task *t, uint64_t off, void *p, size_t n);

@@ -83,6 +83,7 @@ static void free_ctx(struct restore_ctx *r)
 int cryo_restore(const struct cryo_restore_opts *opts, pid_t *pid_out)
 {
 	struct restore_ctx r;
+	uint64_t t0 = now_ns();
 	int ret;
 
 	memset(&r, 0, sizeof(r));
@@ -104,6 +105,15 @@ int cryo_restore(const struct cryo_restore_opts *opts, pid_t *pid_out)
 	if (ret)
 		goto out;
 	*pid_out = r.procs[0].task.pid;
+	if (opts->stats) {
+		memset(opts->stats, 0, sizeof(*opts->stats));
+		opts->stats->total_ns = now_ns() - t0;
+		opts->stats->processes = r.nr_procs;
+		opts->stats->threads = r.nr_threads;
+		for (uint32_t i = 0; i < r.nr_procs; i++)
+			for (uint32_t v = 0; v < r.procs[i].nr_vmas; v++)
+				opts->stats->pages += r.procs[i].vmas[v].img.nr_pages_dumped;
+	}
 out:
 	free_ctx(&r);
 	return ret;

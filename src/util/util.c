@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <signal.h>
 #include <unistd.h>
 
 static void default_log(const char *line, void *opaque)
@@ -218,11 +219,30 @@ uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
 }
 
+/* Every point, in the order a checkpoint or restore reaches them. */
+static const char *const fault_points[] = {
+	"checkpoint:frozen", "checkpoint:collect", "checkpoint:injected", "checkpoint:pages",
+	"checkpoint:write", "checkpoint:committed",
+	"restore:tree", "restore:files", "restore:memory", "restore:resume",
+};
+
+void fault_list(FILE *out)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(fault_points); i++)
+		fprintf(out, "%s\n", fault_points[i]);
+}
+
 int fault_point(const char *name)
 {
 	const char *want = getenv("CRYO_FAULT");
+	size_t n = strlen(name);
 
-	if (!want || strcmp(want, name))
+	if (!want || strncmp(want, name, n))
+		return 0;
+	/* "point:kill": die right here, as if killed by the user or the OOM killer */
+	if (!strcmp(want + n, ":kill"))
+		kill(getpid(), SIGKILL);
+	if (want[n])
 		return 0;
 	return cryo_fail(CRYO_EINTERNAL, "fault injected at %s (CRYO_FAULT)", name);
 }

@@ -12,6 +12,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include "cryo.h"
@@ -56,9 +57,12 @@ uint64_t now_ns(void);		/* CLOCK_MONOTONIC */
 
 /*
  * Test-only fault injection: when the environment variable CRYO_FAULT names
- * this point, log it and return CRYO_EINTERNAL (else 0). Points are listed
- * in docs/cryo.1 and walked by tests/errors.sh.
+ * this point, log it and return CRYO_EINTERNAL (else 0); "point:kill"
+ * makes cryo SIGKILL itself there instead. Points are listed by
+ * "CRYO_FAULT=list cryo check" and in docs/cryo.1, and walked by the tests.
  */
 int fault_point(const char *name);
+/* Print every fault point, one per line. */
+void fault_list(FILE *out);
 
 #endif

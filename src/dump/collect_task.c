@@ -342,6 +342,47 @@ out:
 	return ret;
 }
 
+/*
+ * Resource limits, from /proc/PID/limits: prlimit() on a process with
+ * other uids needs CAP_SYS_RESOURCE, which even root may lack. The kernel
+ * prints one line per resource in RLIMIT_* order, in fixed-width columns.
+ */
+#define LIMITS_SOFT_COLUMN 26
+#define LIMITS_HARD_COLUMN 47
+
+static uint64_t parse_limit(const char *s)
+{
+	while (*s == ' ')
+		s++;
+	return !strncmp(s, "unlimited", 9) ? UINT64_MAX : strtoull(s, NULL, 10);
+}
+
+static int read_rlimits(struct dump_ctx *c)
+{
+	struct buf b = { 0 };
+	char *line, *save;
+	int r = -1, ret = 0;
+
+	if (read_proc(&b, "/proc/%d/limits", c->pid)) {
+		buf_free(&b);
+		return cryo_fail(CRYO_EINTERNAL, "process %d: reading /proc/%d/limits", c->pid,
+				 c->pid);
+	}
+	for (line = strtok_r(b.data, "\n", &save); line; line = strtok_r(NULL, "\n", &save), r++) {
+		if (r < 0)
+			continue;	/* the heading */
+		if (r >= CRYO_RLIM_NLIMITS || strlen(line) < LIMITS_HARD_COLUMN + 1)
+			break;
+		c->img_task.rlim_cur[r] = parse_limit(line + LIMITS_SOFT_COLUMN - 1);
+		c->img_task.rlim_max[r] = parse_limit(line + LIMITS_HARD_COLUMN - 1);
+	}
+	if (r != CRYO_RLIM_NLIMITS)
+		ret = cryo_fail(CRYO_EINTERNAL, "process %d: /proc/%d/limits has %d limits, "
+				"expected %d", c->pid, c->pid, r, CRYO_RLIM_NLIMITS);
+	buf_free(&b);
+	return ret;
+}
+
 static int collect_ids_and_creds(struct dump_ctx *c)
 {
 	struct cryo_img_task *t = &c->img_task;
@@ -404,14 +445,9 @@ static int collect_ids_and_creds(struct dump_ctx *c)
 	}
 	buf_free(&b);
 
-	for (int r = 0; r < CRYO_RLIM_NLIMITS; r++) {
-		struct rlimit64 rl;
-		if (prlimit64(c->pid, r, NULL, &rl) < 0)
-			return cryo_fail(CRYO_EINTERNAL, "process %d: prlimit(%d): %s", c->pid, r,
-					 strerror(errno));
-		t->rlim_cur[r] = rl.rlim_cur;
-		t->rlim_max[r] = rl.rlim_max;
-	}
+	ret = read_rlimits(c);
+	if (ret)
+		return ret;
 
 	cryo_str_t exe, cwd, root;
 

@@ -13,8 +13,15 @@
  *  - an area written then made PROT_NONE (content checked after
  *    mprotect back);
  *  - a MAP_GROWSDOWN area (VmFlags gd) that must still grow after restore;
- *  - areas with MADV_DONTFORK (dc), MADV_DONTDUMP (dd), MADV_WIPEONFORK (wf)
- *    and MAP_NORESERVE (nr).
+ *  - areas with MADV_DONTFORK (dc), MADV_DONTDUMP (dd), MADV_WIPEONFORK (wf),
+ *    MADV_HUGEPAGE (hg, 4 MiB, so it may hold transparent huge pages),
+ *    MADV_NOHUGEPAGE (nh), MADV_MERGEABLE (mg, if the kernel has KSM),
+ *    mlock (lo) and MAP_NORESERVE (nr, 64 MiB with 16 pages touched).
+ *
+ * Sparse stays sparse: in the holes area and the MAP_NORESERVE area, the
+ * number of pages present (/proc/self/pagemap) after the restore must not
+ * exceed the number before (a restore that writes zero pages where there
+ * were none would turn 64 MiB of address space into 64 MiB of memory).
  *
  * Every byte of every area is checked against its pattern (or zero); the
  * VmFlags are read from /proc/self/smaps. A fresh process has none of these
@@ -54,13 +61,22 @@ static unsigned char *merged;		/* two mmaps the kernel made one VMA */
 static unsigned char *prots;		/* 4 pages: rw- r-- --- rwx */
 static unsigned char *none_area;	/* 8 pages written, then PROT_NONE */
 static unsigned char *gd;		/* MAP_GROWSDOWN, 16 pages */
-static struct area madv[3] = {
+#define NMADV 7
+#define MLOCK_AREA 6	/* index of the area that is mlock'ed rather than madvise'd */
+static struct area madv[NMADV] = {
 	{ "MADV_DONTFORK area", NULL, 8 * PAGE, 0x5001, "rw-p" },
 	{ "MADV_DONTDUMP area", NULL, 8 * PAGE, 0x5002, "rw-p" },
 	{ "MADV_WIPEONFORK area", NULL, 8 * PAGE, 0x5003, "rw-p" },
+	{ "MADV_HUGEPAGE area", NULL, 4UL << 20, 0x5004, "rw-p" },
+	{ "MADV_NOHUGEPAGE area", NULL, 8 * PAGE, 0x5005, "rw-p" },
+	{ "MADV_MERGEABLE area", NULL, 8 * PAGE, 0x5006, "rw-p" },
+	{ "mlock'ed area", NULL, 8 * PAGE, 0x5007, "rw-p" },
 };
-static const char *madv_flag[3] = { "dc", "dd", "wf" };
-static const int madv_advice[3] = { MADV_DONTFORK, MADV_DONTDUMP, MADV_WIPEONFORK };
+static const char *madv_flag[NMADV] = { "dc", "dd", "wf", "hg", "nh", "mg", "lo" };
+static const int madv_advice[NMADV] = { MADV_DONTFORK,	 MADV_DONTDUMP,	 MADV_WIPEONFORK,
+					MADV_HUGEPAGE,	 MADV_NOHUGEPAGE, MADV_MERGEABLE, -1 };
+static int madv_skip[NMADV];	/* the kernel does not have it: not checked */
+static long holes_present, noreserve_present;
 #define NORESERVE_LEN (64UL << 20)
 static unsigned char *noreserve;
 static int overcommit_never;
@@ -84,6 +100,25 @@ static int vmas_in(const void *lo, const void *hi)
 			n++;
 	}
 	return n;
+}
+
+/* How many pages of [p, p + len) are present in memory (pagemap bit 63)? */
+static long present_pages(const void *p, size_t len)
+{
+	static uint64_t ent[(NORESERVE_LEN / PAGE)];
+	size_t n = len / PAGE;
+	long count = 0;
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		fail("open /proc/self/pagemap: %s", strerror(errno));
+	if (n > ARRAY_SIZE(ent) ||
+	    pread(fd, ent, n * 8, (off_t)((uintptr_t)p / PAGE * 8)) != (ssize_t)(n * 8))
+		fail("cannot read /proc/self/pagemap");
+	close(fd);
+	for (size_t i = 0; i < n; i++)
+		count += (ent[i] >> 63) & 1;
+	return count;
 }
 
 static void expect_flag(const char *what, const void *addr, const char *flag, int want)
@@ -178,10 +213,20 @@ static void setup(void)
 			      -1, 0));
 	fill_pattern(gd, 16 * PAGE, 0x4003);
 
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < NMADV; i++) {
 		madv[i].p = map_anon(madv[i].len, PROT_READ | PROT_WRITE, 0);
+		if (madv_advice[i] == MADV_HUGEPAGE)	/* before the first touch */
+			SYS(madvise(madv[i].p, madv[i].len, MADV_HUGEPAGE));
 		fill_pattern(madv[i].p, madv[i].len, madv[i].seed);
-		SYS(madvise(madv[i].p, madv[i].len, madv_advice[i]));
+		if (i == MLOCK_AREA)
+			SYS(mlock(madv[i].p, madv[i].len));
+		else if (madv_advice[i] != MADV_HUGEPAGE &&
+			 madvise(madv[i].p, madv[i].len, madv_advice[i])) {
+			if (errno != EINVAL)
+				fail("setup: madvise %s: %s", madv[i].name, strerror(errno));
+			note("%s: madvise says EINVAL, not tested", madv[i].name);
+			madv_skip[i] = 1;
+		}
 	}
 
 	noreserve = map_anon(NORESERVE_LEN, PROT_READ | PROT_WRITE, MAP_NORESERVE);
@@ -193,8 +238,13 @@ static void setup(void)
 
 	/* the flags are set now, or the checks after restore would be wrong */
 	expect_flag("setup: MAP_GROWSDOWN", gd, "gd", 1);
-	for (int i = 0; i < 3; i++)
-		expect_flag("setup: madvise", madv[i].p, madv_flag[i], 1);
+	for (int i = 0; i < NMADV; i++)
+		if (!madv_skip[i])
+			expect_flag("setup: madvise", madv[i].p, madv_flag[i], 1);
+	holes_present = present_pages(holes, HOLES_PAGES * PAGE);
+	noreserve_present = present_pages(noreserve, NORESERVE_LEN);
+	note("pages present: holes area %ld of %d, MAP_NORESERVE area %ld of %lu", holes_present,
+	     HOLES_PAGES, noreserve_present, NORESERVE_LEN / PAGE);
 }
 
 static void check(void)
@@ -207,6 +257,9 @@ static void check(void)
 	}
 
 	expect_mapped("holes area", holes, HOLES_PAGES * PAGE, "rw-p");
+	long n = present_pages(holes, HOLES_PAGES * PAGE);
+	CHECK(n <= holes_present, "holes area: %ld pages present, %ld before the checkpoint", n,
+	      holes_present);
 	for (int i = 0; i < HOLES_PAGES; i++) {
 		snprintf(what, sizeof(what), "holes area page %d ('%c')", i, holes_map[i]);
 		if (holes_map[i] == 'w')
@@ -244,13 +297,21 @@ static void check(void)
 	CHECK(gd[-PAGE] == 0 && gd[-1] == 0x5a, "MAP_GROWSDOWN area did not grow properly");
 	expect_mapped("MAP_GROWSDOWN area after growing", gd - PAGE, 17 * PAGE, "rw-p");
 
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < NMADV; i++) {
 		expect_mapped(madv[i].name, madv[i].p, madv[i].len, madv[i].perms);
-		expect_flag(madv[i].name, madv[i].p, madv_flag[i], 1);
+		if (!madv_skip[i])
+			expect_flag(madv[i].name, madv[i].p, madv_flag[i], 1);
 		expect_pattern(madv[i].name, madv[i].p, madv[i].len, madv[i].seed);
 	}
+	n = present_pages(madv[MLOCK_AREA].p, madv[MLOCK_AREA].len);
+	CHECK(n == (long)(madv[MLOCK_AREA].len / PAGE), "mlock'ed area: %ld pages present, want %lu",
+	      n, madv[MLOCK_AREA].len / PAGE);
 
 	expect_mapped("MAP_NORESERVE area", noreserve, NORESERVE_LEN, "rw-p");
+	n = present_pages(noreserve, NORESERVE_LEN);
+	CHECK(n <= noreserve_present,
+	      "MAP_NORESERVE area: %ld pages present, %ld before the checkpoint (16 touched)", n,
+	      noreserve_present);
 	if (!overcommit_never)
 		expect_flag("MAP_NORESERVE area", noreserve, "nr", 1);
 	for (int i = 0; i < 16; i++) {

@@ -288,7 +288,8 @@ int main(void)
 	raise(SIGWINCH);
 	CHECK(winch_ran == 1, "SIGWINCH handler ran %d times, want 1", winch_ran);
 	CHECK(winch_ok, "SIGWINCH handler did not run on the alternate stack (SS_AUTODISARM)");
-	CHECK(sigaltstack(NULL, &ss) == 0 && ss.ss_sp == altstack && (unsigned)ss.ss_flags == SS_AUTODISARM,
+	CHECK(sigaltstack(NULL, &ss) == 0 && ss.ss_sp == altstack &&
+		      (unsigned)ss.ss_flags == SS_AUTODISARM,
 	      "sigaltstack after the SIGWINCH handler: sp %p flags %#x", ss.ss_sp, ss.ss_flags);
 
 	raise(SIGHUP);

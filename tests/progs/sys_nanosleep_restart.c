@@ -25,10 +25,16 @@
 
 static char why[256];
 
-static void failure(const char *fmt, double a, double b)
+/* Remember the first failure; the verdict comes after SIGTERM. */
+__attribute__((format(printf, 1, 2))) static void failure(const char *fmt, ...)
 {
-	if (!why[0])
-		snprintf(why, sizeof(why), fmt, a, b);
+	va_list ap;
+
+	if (why[0])
+		return;
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
 }
 
 int main(void)
@@ -70,7 +76,7 @@ int main(void)
 				"deadline %.3f)",
 				-late, ts_seconds(&dl));
 		} else {
-			failure("clock_nanosleep returned error %.0f %.0f", r, 0);
+			failure("clock_nanosleep returned %d (%s), want 0 or EINTR", r, strerror(r));
 		}
 	}
 	if (why[0])

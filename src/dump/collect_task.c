@@ -244,8 +244,44 @@ static int collect_signals(struct dump_ctx *c)
 	return collect_queue(c, c->pid, 1);
 }
 
+/* Scheduling of a thread: readable from outside for any task we may trace. */
+static int collect_sched(pid_t tid, struct cryo_img_thread *th)
+{
+	struct {
+		uint32_t size, policy;
+		uint64_t flags;
+		int32_t nice;
+		uint32_t priority;
+		uint64_t runtime, deadline, period;
+	} attr;
+	long n, prio;
+
+	memset(&attr, 0, sizeof(attr));
+	if (syscall(SYS_sched_getattr, tid, &attr, sizeof(attr), 0) < 0)
+		return cryo_fail(CRYO_EINTERNAL, "task %d: sched_getattr: %s", tid, strerror(errno));
+	th->sched_policy = attr.policy;
+	th->sched_flags = attr.flags;
+	th->sched_nice = attr.nice;
+	th->sched_priority = attr.priority;
+	th->sched_runtime = attr.runtime;
+	th->sched_deadline = attr.deadline;
+	th->sched_period = attr.period;
+	prio = syscall(SYS_ioprio_get, 1 /* IOPRIO_WHO_PROCESS */, tid);
+	if (prio < 0)
+		return cryo_fail(CRYO_EINTERNAL, "task %d: ioprio_get: %s", tid, strerror(errno));
+	th->ioprio = prio;
+	n = syscall(SYS_sched_getaffinity, tid, sizeof(th->affinity), th->affinity);
+	if (n < 0)
+		return cryo_fail(CRYO_EINTERNAL, "task %d: sched_getaffinity: %s", tid,
+				 strerror(errno));
+	th->affinity_bytes = n;
+	return 0;
+}
+
 static int collect_thread(struct dump_ctx *c, int i, uint64_t *xstate_offset)
 {
+	int ret;
+
 	struct frozen_task *ft = &c->threads[i];
 	struct cryo_img_thread *th = &c->img_threads[i];
 	struct cryo_rseq_configuration rseq;
@@ -272,6 +308,9 @@ static int collect_thread(struct dump_ctx *c, int i, uint64_t *xstate_offset)
 		th->robust_list = (uint64_t)robust_head;
 		th->robust_list_len = robust_len;
 	}
+	ret = collect_sched(ft->tid, th);
+	if (ret)
+		return ret;
 	if (read_proc(&b, "/proc/%d/task/%d/comm", c->pid, ft->tid) == 0 && b.len) {
 		b.data[strcspn(b.data, "\n")] = 0;
 		snprintf(th->comm, sizeof(th->comm), "%s", b.data);

@@ -170,6 +170,16 @@ struct cryo_img_thread {
 	uint64_t clear_child_tid;
 	uint64_t robust_list, robust_list_len;
 	char comm[16];
+	/* scheduling, as sched_getattr() reports it (nice included) */
+	uint32_t sched_policy;
+	int32_t sched_nice;
+	uint32_t sched_priority;
+	uint32_t ioprio;
+	uint64_t sched_flags;
+	uint64_t sched_runtime, sched_deadline, sched_period;
+	uint32_t affinity_bytes;	/* of the CPU mask below */
+	uint32_t pad0;
+	uint8_t affinity[128];		/* CPUs 0..1023 */
 } __attribute__((packed));
 
 struct cryo_img_siginfo {

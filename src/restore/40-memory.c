@@ -371,6 +371,22 @@ static int same_creds_as_ours(const struct cryo_img_task *t)
 	       ours.cap_amb == t->cap_amb && !t->securebits;
 }
 
+static void fill_sched(struct restorer_sched *s, const struct cryo_img_thread *th)
+{
+	memset(s, 0, sizeof(*s));
+	s->size = 48;
+	s->policy = th->sched_policy;
+	s->flags = th->sched_flags;
+	s->nice = th->sched_nice;
+	s->priority = th->sched_priority;
+	s->runtime = th->sched_runtime;
+	s->deadline = th->sched_deadline;
+	s->period = th->sched_period;
+	s->ioprio = th->ioprio;
+	s->affinity_bytes = th->affinity_bytes <= sizeof(s->affinity) ? th->affinity_bytes : 0;
+	memcpy(s->affinity, th->affinity, s->affinity_bytes);
+}
+
 /* Is this fd reopened late: it names a task, or duplicates one that does? */
 static int is_late(const struct restore_proc *p, const struct cryo_img_fd *f)
 {
@@ -529,6 +545,7 @@ static void fill_args(struct restore_ctx *r, const struct layout *l, struct rest
 		t->rseq_len = it->rseq_len;
 		t->rseq_sig = it->rseq_sig;
 		memcpy(t->comm, it->comm, sizeof(t->comm));
+		fill_sched(&t->sched, it);
 		t->stack_top = stacks + (uint64_t)i * THREAD_STACK_BYTES;
 	}
 	fill_late(r, a, (uint8_t *)(stacks + (uint64_t)p->nr_threads * THREAD_STACK_BYTES));
@@ -577,6 +594,7 @@ static void fill_args(struct restore_ctx *r, const struct layout *l, struct rest
 		a->rlimits[i].cur = t->rlim_cur[i];
 		a->rlimits[i].max = t->rlim_max[i];
 	}
+	fill_sched(&a->sched, th);
 	a->close_fds[a->nr_close_fds++] = r->img_fd;
 	a->close_fds[a->nr_close_fds++] = r->report_pipe[1];
 	a->close_fds[a->nr_close_fds++] = exe_fd;

@@ -39,6 +39,9 @@ static const char *const step_names[RSTEP_COUNT] = {
 	[RSTEP_CREDS] = "credentials", [RSTEP_DUMPABLE] = "dumpable",
 	[RSTEP_SIGQUEUE] = "queueing pending signals", [RSTEP_RSEQ] = "rseq registration",
 	[RSTEP_THREADS] = "creating threads",
+	[RSTEP_LATE_FDS] = "reopening descriptors that name tasks",
+	[RSTEP_LATE_CWD] = "entering a working directory under /proc",
+	[RSTEP_SCHED] = "setting scheduling (policy, nice, I/O priority, CPUs)",
 };
 
 static int wait_for(pid_t pid, int *st, const char *what)

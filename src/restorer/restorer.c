@@ -17,6 +17,10 @@
 #define NR_sched_yield 24
 #define NR_futex 202
 #define NR_clone3 435
+#define NR_sched_setaffinity 203
+#define NR_ioprio_set 251
+#define NR_sched_setattr 314
+#define IOPRIO_WHO_PROCESS 1
 #define NR_close 3
 #define NR_lseek 8
 #define NR_chdir 80
@@ -228,10 +232,34 @@ static int restore_prctls(struct restorer_args *a)
 	return 0;
 }
 
+/* Policy, nice and priority, I/O priority, CPUs of the calling thread; 0 or -errno. */
+static long set_sched(const struct restorer_sched *s, uint64_t *detail)
+{
+	long r = sys3(NR_sched_setattr, 0, s, 0);
+
+	*detail = 1;
+	if (r < 0)
+		return r;
+	*detail = 2;
+	r = sys3(NR_ioprio_set, IOPRIO_WHO_PROCESS, 0, s->ioprio);
+	if (r < 0)
+		return r;
+	*detail = 3;
+	if (s->affinity_bytes)
+		r = sys3(NR_sched_setaffinity, 0, s->affinity_bytes, s->affinity);
+	return r < 0 ? r : 0;
+}
+
 static int restore_rlimits(struct restorer_args *a)
 {
-	for (int r = 0; r < RESTORER_NLIMITS; r++)
-		CHECK(a, RSTEP_RLIMIT, sys4(NR_prlimit64, 0, r, &a->rlimits[r], 0), r);
+	uint64_t detail;
+	long r;
+
+	for (int i = 0; i < RESTORER_NLIMITS; i++)
+		CHECK(a, RSTEP_RLIMIT, sys4(NR_prlimit64, 0, i, &a->rlimits[i], 0), i);
+	r = set_sched(&a->sched, &detail);
+	if (r)
+		return failed(a, RSTEP_SCHED, r, detail);
 	return 0;
 }
 
@@ -382,6 +410,10 @@ static int thread_setup(struct restorer_args *a, struct restorer_thread *t)
 		TCHECK(a, t, RSTEP_TID_ADDRESS,
 		       sys2(NR_set_robust_list, t->robust_list, t->robust_list_len));
 	TCHECK(a, t, RSTEP_PRCTL, sys2(NR_prctl, PR_SET_NAME, t->comm));
+	{
+		uint64_t detail;
+		TCHECK(a, t, RSTEP_SCHED, set_sched(&t->sched, &detail));
+	}
 	if (t->rseq_ptr)
 		TCHECK(a, t, RSTEP_RSEQ, sys4(NR_rseq, t->rseq_ptr, t->rseq_len, 0, t->rseq_sig));
 	return 0;

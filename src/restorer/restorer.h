@@ -44,6 +44,7 @@ enum restorer_step {
 	RSTEP_THREADS,
 	RSTEP_LATE_FDS,
 	RSTEP_LATE_CWD,
+	RSTEP_SCHED,
 	RSTEP_COUNT,
 };
 
@@ -84,6 +85,19 @@ struct restorer_siginfo {
 	uint8_t info[128];
 };
 
+/* Scheduling of one thread: struct sched_attr (48-byte version), I/O priority, CPUs. */
+struct restorer_sched {
+	uint32_t size;		/* 48 */
+	uint32_t policy;
+	uint64_t flags;
+	int32_t nice;
+	uint32_t priority;
+	uint64_t runtime, deadline, period;
+	uint32_t ioprio;
+	uint32_t affinity_bytes;
+	uint8_t affinity[128];
+};
+
 /* A secondary thread: created by the restorer, set up by itself. */
 struct restorer_thread {
 	int32_t tid;
@@ -97,6 +111,7 @@ struct restorer_thread {
 	uint32_t rseq_len, rseq_sig;
 	uint64_t stack_top;
 	char comm[16];
+	struct restorer_sched sched;
 };
 
 /* A descriptor that names a task, reopened once every PID and TID exists. */
@@ -153,6 +168,7 @@ struct restorer_args {
 	uint64_t robust_list, robust_list_len;
 
 	struct restorer_rlimit rlimits[RESTORER_NLIMITS];
+	struct restorer_sched sched;	/* of the main thread */
 
 	int32_t close_fds[RESTORER_MAX_CLOSE];
 	uint32_t nr_close_fds;

@@ -212,6 +212,53 @@ static int classify_file(struct dump_ctx *c, const struct proc_vma *pv, struct c
 	return 0;
 }
 
+/*
+ * A file deleted while mapped: nothing on disk names it any more, so its
+ * whole content goes into the image once (areas of the same file share the
+ * blob), read through the mapping's map_files link.
+ */
+static int classify_deleted(struct dump_ctx *c, const struct proc_vma *pv, struct cryo_img_vma *v)
+{
+	char link[96];
+	struct stat sb;
+	int fd, ret;
+
+	snprintf(link, sizeof(link), "/proc/%d/map_files/%lx-%lx", c->pid,
+		 (unsigned long)pv->start, (unsigned long)pv->end);
+	fd = open(link, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &sb) || !S_ISREG(sb.st_mode)) {
+		ret = cryo_fail(CRYO_EUNSUPP, "process %d: memory area %lx-%lx maps %s: cannot "
+				"read the deleted file: %s", c->pid, (unsigned long)pv->start,
+				(unsigned long)pv->end, pv->path,
+				fd < 0 ? strerror(errno) : "not a regular file");
+		if (fd >= 0)
+			close(fd);
+		return ret;
+	}
+	v->kind = pv->shared ? CRYO_VMA_FILE_SHARED : CRYO_VMA_FILE_PRIVATE;
+	v->flags |= CRYO_VMA_DELETED;
+	v->ino = sb.st_ino;
+	v->file_size = sb.st_size;
+	v->file_mode = sb.st_mode;
+	v->open_flags = (pv->shared && (pv->vmflags & VMF_MAYWRITE)) ? O_RDWR : O_RDONLY;
+	/* the same file mapped before: share its content */
+	for (int i = 0; i < c->nr_vmas && &c->img_vmas[i] != v; i++)
+		if ((c->img_vmas[i].flags & CRYO_VMA_DELETED) && c->img_vmas[i].ino == sb.st_ino &&
+		    c->img_vmas[i].dev_major == v->dev_major &&
+		    c->img_vmas[i].dev_minor == v->dev_minor) {
+			v->blob_id = c->img_vmas[i].blob_id;
+			close(fd);
+			return 0;
+		}
+	{
+		struct cryo_img_fd owner = { 0 };
+
+		ret = add_blob(c->tree, &owner, fd, sb.st_size, NULL);
+		v->blob_id = owner.blob_id;
+	}
+	return ret;
+}
+
 static int classify(struct dump_ctx *c, const struct proc_vma *pv, struct cryo_img_vma *v)
 {
 	const char *p = pv->path;
@@ -265,10 +312,13 @@ static int classify(struct dump_ctx *c, const struct proc_vma *pv, struct cryo_i
 	} else if (!strncmp(p, "[anon_shmem:", 12) ||
 		   (pv->shared && !strcmp(p, "/dev/zero (deleted)"))) {
 		v->kind = CRYO_VMA_ANON_SHARED;
+	} else if (p[0] == '/' && ends_with(p, deleted_suffix) && strncmp(p, "/memfd:", 7) &&
+		   strncmp(p, "/SYSV", 5) && strncmp(p, "/dev/", 5)) {
+		return classify_deleted(c, pv, v);
 	} else if (p[0] == '/' && ends_with(p, deleted_suffix)) {
 		return cryo_fail(CRYO_EUNSUPP,
-				 "process %d: memory area %lx-%lx maps %s: mapped deleted files, "
-				 "memfd and SysV shared memory are not supported yet", c->pid,
+				 "process %d: memory area %lx-%lx maps %s: memfd and SysV shared "
+				 "memory are not supported yet", c->pid,
 				 (unsigned long)pv->start, (unsigned long)pv->end, p);
 	} else if (p[0] == '/') {
 		return classify_file(c, pv, v);

@@ -422,6 +422,19 @@ static int read_rlimits(struct dump_ctx *c)
 	return ret;
 }
 
+static int exe_is_mapped(pid_t pid, const char *path)
+{
+	struct proc_vma *vmas;
+	int n, found = 0;
+
+	if (proc_read_vmas(pid, &vmas, &n))
+		return 0;
+	for (int i = 0; i < n && !found; i++)
+		found = !strcmp(vmas[i].path, path);
+	free(vmas);
+	return found;
+}
+
 static int collect_ids_and_creds(struct dump_ctx *c)
 {
 	struct cryo_img_task *t = &c->img_task;
@@ -504,9 +517,11 @@ static int collect_ids_and_creds(struct dump_ctx *c)
 		const char *e = c->strings->data + exe;
 		size_t n = strlen(e);
 
-		if (n > 10 && !strcmp(e + n - 10, " (deleted)"))
+		/* a deleted executable is fine if still mapped: its content is saved then */
+		if (n > 10 && !strcmp(e + n - 10, " (deleted)") && !exe_is_mapped(c->pid, e))
 			return cryo_fail(CRYO_EUNSUPP, "process %d: its executable %s was deleted or "
-					 "replaced since it started: cannot restore it", c->pid, e);
+					 "replaced and is no longer mapped: cannot restore it",
+					 c->pid, e);
 	}
 	{
 		char p[64];

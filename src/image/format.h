@@ -214,6 +214,7 @@ enum cryo_vma_flags {
 	CRYO_VMA_NORESERVE = 1 << 11,
 	CRYO_VMA_HEAP = 1 << 12,
 	CRYO_VMA_STACK = 1 << 13,
+	CRYO_VMA_DELETED = 1 << 14,	/* file deleted while mapped: content in blob_id */
 };
 
 struct cryo_img_vma {
@@ -229,6 +230,9 @@ struct cryo_img_vma {
 	uint64_t ino;
 	uint64_t file_size, file_mtime_ns;
 	uint64_t nr_pages_dumped;
+	uint64_t blob_id;		/* CRYO_VMA_DELETED: the whole file */
+	uint32_t file_mode;		/* CRYO_VMA_DELETED: st_mode of the file */
+	uint32_t pad1;
 } __attribute__((packed));
 
 enum cryo_codec {

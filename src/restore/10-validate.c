@@ -368,6 +368,13 @@ static int validate_vmas(struct restore_ctx *r, struct restore_proc *p, struct c
 					 "offset %#llx: split shared anonymous mappings are not "
 					 "supported yet", r->opts->image, (unsigned long)v->img.start,
 					 (unsigned long)v->img.end, (unsigned long long)v->img.pgoff);
+		v->deleted_fd = -1;
+		if ((v->img.flags & CRYO_VMA_DELETED) &&
+		    (strlen(v->name) <= 10 || strcmp(v->name + strlen(v->name) - 10, " (deleted)") ||
+		     imgr_find(r->img, CRYO_SEC_BLOB, v->img.blob_id, 0, 0) < 0 ||
+		     (v->img.kind != CRYO_VMA_FILE_PRIVATE && v->img.kind != CRYO_VMA_FILE_SHARED)))
+			return bad(r, "memory area %lx-%lx: deleted file without content or mark",
+				   (unsigned long)v->img.start, (unsigned long)v->img.end);
 		if (v->img.kind >= CRYO_VMA_VVAR && v->img.nr_pages_dumped)
 			return bad(r, "memory area %s has page data", v->name);
 		ret = validate_runs(r, p, i);

@@ -100,53 +100,66 @@ static int open_by_path(struct restore_ctx *r, const struct cryo_img_fd *f)
 /*
  * Recreate a deleted file: fill a temporary file in the same directory, give
  * it the original name (swapping with whatever holds that name now), open
- * it, unlink it, and give the name back to its current owner.
+ * it, unlink it, and give the name back to its current owner. The kernel
+ * then shows the new file as "<path> (deleted)", as before.
  */
-static int open_deleted(struct restore_ctx *r, const struct cryo_img_fd *f)
+int restore_recreate_deleted(struct restore_ctx *r, const char *root, const char *shown,
+			     uint32_t mode, uint64_t blob_id, int open_flags, const char *what)
 {
 	char orig[PATH_MAX + 64], tmp[PATH_MAX + 96];
 	const char *slash;
-	int wfd, fd = -1, swapped = 0, ret;
+	int wfd, fd = -1, swapped = 0, ret = 0;
 	uint64_t len = 0;
 
-	path_in_root(root_of(r, f), imgr_str(r->img, f->path), orig, sizeof(orig));
+	path_in_root(root, shown, orig, sizeof(orig));
 	orig[strlen(orig) - strlen(" (deleted)")] = 0;
 	slash = strrchr(orig, '/');
-	snprintf(tmp, sizeof(tmp), "%.*s/.cryo-restore.%d.%d", (int)(slash - orig), orig,
-		 getpid(), f->fd);
-	wfd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, f->mode & 07777);
+	snprintf(tmp, sizeof(tmp), "%.*s/.cryo-restore.%d.%llu", (int)(slash - orig), orig,
+		 getpid(), (unsigned long long)blob_id);
+	wfd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode & 07777);
 	if (wfd < 0)
-		return fail_fd(r, f, "creating its content in the same directory");
-	ret = restore_copy_blob(r, f->blob_id, wfd, &len);
+		return cryo_fail(CRYO_ERESTORE, "restore: %s (%s): creating its content in the same "
+				 "directory: %s", what, shown, strerror(errno));
+	ret = restore_copy_blob(r, blob_id, wfd, &len);
 	close(wfd);
 	if (ret)
 		goto out_unlink;
 	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, orig, RENAME_NOREPLACE) < 0) {
 		if (errno != EEXIST ||
 		    renameat2(AT_FDCWD, tmp, AT_FDCWD, orig, RENAME_EXCHANGE) < 0) {
-			ret = fail_fd(r, f, "renaming into place");
+			ret = cryo_fail(CRYO_ERESTORE, "restore: %s (%s): renaming into place: %s",
+					what, shown, strerror(errno));
 			goto out_unlink;
 		}
 		swapped = 1;
 	}
-	fd = open(orig, (f->flags & ~REOPEN_IGNORED_FLAGS) | O_CLOEXEC);
+	fd = open(orig, open_flags | O_CLOEXEC);
 	if (fd < 0)
-		ret = fail_fd(r, f, "open");
-	else if (lseek(fd, f->pos, SEEK_SET) < 0)
-		ret = fail_fd(r, f, "lseek");
+		ret = cryo_fail(CRYO_ERESTORE, "restore: %s (%s): open: %s", what, shown,
+				strerror(errno));
 	unlink(orig);	/* ours: the name now shows "(deleted)" */
 	if (swapped && rename(tmp, orig) < 0)
 		cryo_log("restore: could not give %s back its name (left at %s): %s", orig, tmp,
 			 strerror(errno));
-	if (ret) {
-		if (fd >= 0)
-			close(fd);
-		return ret;
-	}
-	return fd;
+	return ret ? ret : fd;
 out_unlink:
 	unlink(tmp);
 	return ret;
+}
+
+static int open_deleted(struct restore_ctx *r, const struct cryo_img_fd *f)
+{
+	char what[64];
+	int fd;
+
+	snprintf(what, sizeof(what), "fd %d of task %d", f->fd, f->pid);
+	fd = restore_recreate_deleted(r, root_of(r, f), imgr_str(r->img, f->path), f->mode,
+				      f->blob_id, f->flags & ~REOPEN_IGNORED_FLAGS, what);
+	if (fd >= 0 && lseek(fd, f->pos, SEEK_SET) < 0) {
+		close(fd);
+		return fail_fd(r, f, "lseek");
+	}
+	return fd;
 }
 
 /* Park fd at the next parking number; every entry sharing it will dup it. */

@@ -103,9 +103,41 @@ static int fail_vma(const struct restore_vma *v, const char *what, int err)
 			 v->name[0] ? v->name : "anonymous", what, strerror(err));
 }
 
+/*
+ * A file deleted while mapped is recreated once per process (its areas
+ * share it), from its content in the image, and unlinked again.
+ */
+static int open_deleted_mapping(struct restore_ctx *r, const struct restore_vma *v)
+{
+	struct restore_proc *p = r->me;
+	char what[96];
+
+	for (const struct restore_vma *w = p->vmas; w < v; w++)
+		if ((w->img.flags & CRYO_VMA_DELETED) && w->img.blob_id == v->img.blob_id &&
+		    w->deleted_fd >= 0)
+			return fcntl(w->deleted_fd, F_DUPFD_CLOEXEC, 0);
+	snprintf(what, sizeof(what), "memory area %lx-%lx of task %d",
+		 (unsigned long)v->img.start, (unsigned long)v->img.end, p->task.pid);
+	/* opened as the most demanding area of that file needs (writable shared maps) */
+	int mode = O_RDONLY;
+	for (uint32_t i = 0; i < p->nr_vmas; i++)
+		if (p->vmas[i].img.blob_id == v->img.blob_id &&
+		    (p->vmas[i].img.flags & CRYO_VMA_DELETED) && p->vmas[i].img.open_flags == O_RDWR)
+			mode = O_RDWR;
+	int fd = restore_recreate_deleted(r, p->root_path, v->name, v->img.file_mode,
+					  v->img.blob_id, mode, what);
+	if (fd < 0)
+		return fd;
+	((struct restore_vma *)v)->deleted_fd = fcntl(fd, F_DUPFD_CLOEXEC, r->internal_base);
+	return fd;
+}
+
 static int open_mapped_file(struct restore_ctx *r, const struct restore_vma *v)
 {
 	const char *root = r->me->root_path;
+
+	if (v->img.flags & CRYO_VMA_DELETED)
+		return open_deleted_mapping(r, v);
 	char path[PATH_MAX + 64];
 	struct stat sb;
 	int fd;
@@ -632,6 +664,28 @@ static int drop_own_rseq(void)
 			 strerror(errno));
 }
 
+/*
+ * The executable, for PR_SET_MM_MAP: by path, or, when it was deleted, the
+ * file recreated for the areas that map it. Kept high, so that it cannot
+ * sit on the number of a late descriptor.
+ */
+static int open_exe(struct restore_ctx *r)
+{
+	struct restore_proc *p = r->me;
+	int fd = -1;
+
+	for (uint32_t i = 0; i < p->nr_vmas && fd < 0; i++)
+		if ((p->vmas[i].img.flags & CRYO_VMA_DELETED) && p->vmas[i].deleted_fd >= 0 &&
+		    !strcmp(p->vmas[i].name, p->exe_path))
+			fd = fcntl(p->vmas[i].deleted_fd, F_DUPFD_CLOEXEC, r->internal_base);
+	if (fd < 0)
+		fd = restore_move_fd(open(p->exe_path, O_RDONLY | O_CLOEXEC), r->internal_base);
+	if (fd < 0)
+		return cryo_fail(CRYO_ERESTORE, "restore: task %d: executable %s: %s", p->task.pid,
+				 p->exe_path, strerror(errno));
+	return fd;
+}
+
 static void __attribute__((noreturn)) jump(uint64_t entry, uint64_t stack_top, void *args)
 {
 	__asm__ volatile("mov %0, %%rsp\n\t"
@@ -682,6 +736,12 @@ int restore_memory_and_jump(struct restore_ctx *r)
 			return ret;
 		cursor += v->img.end - v->img.start + PAGE_SIZE_BYTES;
 	}
+	exe_fd = open_exe(r);
+	for (uint32_t i = 0; i < pr->nr_vmas; i++)
+		if (pr->vmas[i].deleted_fd >= 0)
+			close(pr->vmas[i].deleted_fd);
+	if (exe_fd < 0)
+		return exe_fd;
 
 	/* the restorer area: code, then args and tables, then the stack */
 	if (mmap((void *)l.area, l.park_off, PROT_READ | PROT_WRITE,
@@ -691,11 +751,6 @@ int restore_memory_and_jump(struct restore_ctx *r)
 	memcpy((void *)l.area, cryo_restorer_blob, cryo_restorer_blob_end - cryo_restorer_blob);
 	if (mprotect((void *)l.area, l.blob_len, PROT_READ | PROT_EXEC) < 0)
 		return cryo_fail(CRYO_ERESTORE, "restore: mprotect restorer: %s", strerror(errno));
-	/* high, so that it cannot sit on the number of a late descriptor */
-	exe_fd = restore_move_fd(open(pr->exe_path, O_RDONLY | O_CLOEXEC), r->internal_base);
-	if (exe_fd < 0)
-		return cryo_fail(CRYO_ERESTORE, "restore: task %d: executable %s: %s", pr->task.pid,
-				 pr->exe_path, strerror(errno));
 	a = (struct restorer_args *)(l.area + l.args_off);
 	fill_args(r, &l, a, exe_fd);
 	/* the area itself also holds the premap region; the restorer drops that part */

@@ -36,6 +36,7 @@ struct restore_vma {
 	/* page data: the PAGES sections of this area, in order */
 	uint32_t first_pages_section, nr_pages_sections;
 	uint64_t premap_addr;	/* where 40-memory.c mapped it */
+	int deleted_fd;		/* CRYO_VMA_DELETED: the recreated file, or -1 */
 };
 
 /* One process of the image. */
@@ -123,6 +124,9 @@ void restore_kill_all(struct restore_ctx *r);
 
 /* Blob sections with this id, concatenated, written to fd. */
 int restore_copy_blob(struct restore_ctx *r, uint64_t blob_id, int fd, uint64_t *len);
+/* Recreate a file deleted while open or mapped; returns an fd on it or < 0. */
+int restore_recreate_deleted(struct restore_ctx *r, const char *root, const char *shown,
+			     uint32_t mode, uint64_t blob_id, int open_flags, const char *what);
 /* Move fd to the lowest free number >= base (close-on-exec); the old one is closed. */
 int restore_move_fd(int fd, int base);
 

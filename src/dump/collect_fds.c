@@ -388,36 +388,6 @@ static int resolve_shared_files(struct dump_tree *t)
 	return 0;
 }
 
-/*
- * Shared anonymous memory seen by several processes would come back as
- * private copies: refuse it until it is supported.
- */
-static int check_shared_memory(struct dump_tree *t)
-{
-	for (int p = 0; p < t->nr_procs; p++) {
-		struct dump_ctx *c = t->procs[p];
-
-		for (int i = 0; i < c->nr_vmas; i++) {
-			if (c->img_vmas[i].kind != CRYO_VMA_ANON_SHARED)
-				continue;
-			for (int q = p + 1; q < t->nr_procs; q++) {
-				struct dump_ctx *d = t->procs[q];
-
-				for (int j = 0; j < d->nr_vmas; j++)
-					if (d->img_vmas[j].kind == CRYO_VMA_ANON_SHARED &&
-					    d->shmem_inos[j] == c->shmem_inos[i])
-						return cryo_fail(CRYO_EUNSUPP,
-								 "processes %d and %d share anonymous "
-								 "memory (%lx-%lx in %d): not supported yet",
-								 c->pid, d->pid,
-								 (unsigned long)c->img_vmas[i].start,
-								 (unsigned long)c->img_vmas[i].end, c->pid);
-			}
-		}
-	}
-	return 0;
-}
-
 static int in_tree(struct dump_tree *t, pid_t tid)
 {
 	for (int p = 0; p < t->nr_procs; p++) {
@@ -467,5 +437,5 @@ int resolve_shared_fds(struct dump_tree *t)
 		ret = resolve_proc_targets(t);
 	if (!ret)
 		ret = resolve_shared_files(t);
-	return ret ? ret : check_shared_memory(t);
+	return ret;
 }

@@ -108,41 +108,98 @@ static int scan_pagemap(struct dump_ctx *c, int pagemap_fd, const struct cryo_im
 	return 0;
 }
 
-/* Shared anonymous memory: the data lives in a shmem file; skip its holes. */
-static int scan_shmem(struct dump_ctx *c, int vma_index, struct page_runs *runs)
+/*
+ * Shared anonymous memory: the data lives in a shmem file, which may be
+ * mapped by several areas and processes. Here: remember which file (its
+ * inode, and an fd on it); collect_shmem() gathers the objects.
+ */
+static int note_shmem(struct dump_ctx *c, int vma_index)
 {
 	const struct cryo_img_vma *v = &c->img_vmas[vma_index];
 	char path[96];
+	struct stat sb;
 	int fd;
-	off_t off = v->pgoff, end = v->pgoff + (v->end - v->start);
 
 	snprintf(path, sizeof(path), "/proc/%d/map_files/%lx-%lx", c->pid,
 		 (unsigned long)v->start, (unsigned long)v->end);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	if (fd < 0 || fstat(fd, &sb)) {
+		int err = errno;
+		if (fd >= 0)
+			close(fd);
 		return cryo_fail(CRYO_EINTERNAL, "process %d: memory area %lx-%lx: open %s: %s",
 				 c->pid, (unsigned long)v->start, (unsigned long)v->end, path,
-				 strerror(errno));
+				 strerror(err));
+	}
+	c->vma_src_fds[vma_index] = fd;
+	c->shmem_inos[vma_index] = sb.st_ino;
+	return 0;
+}
+
+static int scan_object(struct dump_shmem *o)
+{
+	off_t off = 0, end = o->img.size;
+
 	while (off < end) {
-		off_t data = lseek(fd, off, SEEK_DATA);
+		off_t data = lseek(o->src_fd, off, SEEK_DATA);
 		if (data < 0 || data >= end)
 			break;
-		off_t hole = lseek(fd, data, SEEK_HOLE);
+		off_t hole = lseek(o->src_fd, data, SEEK_HOLE);
 		if (hole < 0 || hole > end)
 			hole = end;
 		for (off_t p = data & ~(off_t)(PAGE_SIZE_BYTES - 1); p < hole; p += PAGE_SIZE_BYTES)
-			if (runs_add(runs, v->start + (p - v->pgoff))) {
-				close(fd);
+			if (runs_add(&o->runs, p))
 				return CRYO_EINTERNAL;
-			}
 		off = hole;
 	}
-	/* keep the fd: pages.c reads the data through it */
-	c->vma_src_fds[vma_index] = fd;
-	{
+	for (uint32_t r = 0; r < o->runs.nr; r++)
+		o->img.nr_pages_dumped += o->runs.runs[r].nr_pages;
+	return 0;
+}
+
+int collect_shmem(struct dump_tree *t)
+{
+	for (int p = 0; p < t->nr_procs; p++) {
+		struct dump_ctx *c = t->procs[p];
+
+		for (int i = 0; i < c->nr_vmas; i++) {
+			struct cryo_img_vma *v = &c->img_vmas[i];
+			uint64_t need = v->pgoff + (v->end - v->start);
+			int k;
+
+			if (v->kind != CRYO_VMA_ANON_SHARED)
+				continue;
+			for (k = 0; k < t->nr_shmems; k++)
+				if (t->shmems[k].img.id == c->shmem_inos[i])
+					break;
+			if (k == t->nr_shmems) {
+				struct dump_shmem *s = realloc(t->shmems, (k + 1) * sizeof(*s));
+				if (!s)
+					return CRYO_EINTERNAL;
+				t->shmems = s;
+				memset(&s[k], 0, sizeof(s[k]));
+				s[k].img.id = c->shmem_inos[i];
+				s[k].src_fd = -1;
+				t->nr_shmems++;
+			}
+			if (t->shmems[k].src_fd < 0) {
+				/* the object outlives this fd's owner: keep our own */
+				t->shmems[k].src_fd = fcntl(c->vma_src_fds[i], F_DUPFD_CLOEXEC, 0);
+			}
+			if (need > t->shmems[k].img.size)
+				t->shmems[k].img.size = need;
+			v->shmem = k;
+		}
+	}
+	for (int k = 0; k < t->nr_shmems; k++) {
 		struct stat sb;
-		if (fstat(fd, &sb) == 0)
-			c->shmem_inos[vma_index] = sb.st_ino;
+
+		/* the object may be larger than what is mapped: keep all of it */
+		if (fstat(t->shmems[k].src_fd, &sb) == 0 && (uint64_t)sb.st_size > t->shmems[k].img.size)
+			t->shmems[k].img.size = PAGE_ALIGN_UP((uint64_t)sb.st_size);
+		int ret = scan_object(&t->shmems[k]);
+		if (ret)
+			return ret;
 	}
 	return 0;
 }
@@ -365,7 +422,7 @@ int collect_mm(struct dump_ctx *c)
 			ret = scan_pagemap(c, pagemap_fd, v, &c->runs[i]);
 			break;
 		case CRYO_VMA_ANON_SHARED:
-			ret = scan_shmem(c, i, &c->runs[i]);
+			ret = note_shmem(c, i);
 			break;
 		default:
 			break;

@@ -147,9 +147,10 @@ static int freeze_tree(struct dump_tree *t, pid_t root, enum cryo_scope scope)
 
 static int collect_tree(struct dump_tree *t)
 {
+	int ret;
+
 	for (int i = 0; i < t->nr_procs; i++) {
 		struct dump_ctx *c = t->procs[i];
-		int ret;
 
 		if (c->zombie)
 			continue;
@@ -161,7 +162,8 @@ static int collect_tree(struct dump_tree *t)
 		if (ret)
 			return ret;
 	}
-	return resolve_shared_fds(t);
+	ret = collect_shmem(t);
+	return ret ? ret : resolve_shared_fds(t);
 }
 
 static int write_blob_from_fd(struct img_writer *w, const struct fd_blob *b, uint8_t *buf)
@@ -289,6 +291,19 @@ static int write_image(struct dump_tree *t, struct img_writer *w)
 
 	if (!ret)
 		ret = write_blobs(t, w);
+	if (!ret && t->nr_shmems) {
+		struct cryo_img_shmem *tab = malloc(t->nr_shmems * sizeof(*tab));
+
+		if (!tab)
+			return cryo_fail(CRYO_EINTERNAL, "out of memory");
+		for (int k = 0; k < t->nr_shmems; k++)
+			tab[k] = t->shmems[k].img;
+		ret = imgw_section(w, CRYO_SEC_SHMEM, 0, sizeof(*tab), t->nr_shmems, tab,
+				   (uint64_t)t->nr_shmems * sizeof(*tab));
+		free(tab);
+		if (!ret)
+			ret = dump_shmem_pages(t, w);
+	}
 	for (int p = 0; p < t->nr_procs && !ret; p++) {
 		struct dump_ctx *c = t->procs[p];
 
@@ -335,6 +350,12 @@ static void free_tree(struct dump_tree *t)
 		free(t->blobs[i].data);
 	}
 	free(t->blobs);
+	for (int k = 0; k < t->nr_shmems; k++) {
+		if (t->shmems[k].src_fd >= 0)
+			close(t->shmems[k].src_fd);
+		free(t->shmems[k].runs.runs);
+	}
+	free(t->shmems);
 	for (int i = 0; i < t->nr_procs; i++)
 		free_proc(t->procs[i]);
 	free(t->procs);

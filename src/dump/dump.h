@@ -59,6 +59,13 @@ struct dump_ctx {
 	uint64_t zero_pfn;	/* PFN of the kernel's zero page (skipped) */
 };
 
+/* A shared anonymous memory object, saved once for all areas mapping it. */
+struct dump_shmem {
+	struct cryo_img_shmem img;
+	struct page_runs runs;	/* offsets in the object */
+	int src_fd;		/* a map_files fd on it */
+};
+
 /* The whole checkpoint: every process in scope, in tree order (parents first). */
 struct dump_tree {
 	struct dump_ctx **procs;
@@ -69,6 +76,8 @@ struct dump_tree {
 	uint64_t next_file_id;
 	struct codec *codec;	/* page data compression, or NULL */
 	int codec_id;		/* enum cryo_codec */
+	struct dump_shmem *shmems;
+	int nr_shmems;
 	uint64_t image_bytes;
 	uint8_t *zbuf;		/* compressed chunk */
 	size_t zbuf_len;
@@ -85,5 +94,8 @@ int resolve_shared_fds(struct dump_tree *t);
 int add_blob(struct dump_tree *t, struct cryo_img_fd *f, int src_fd, uint64_t len,
 	     uint8_t *data);
 int dump_pages(struct dump_ctx *c, struct img_writer *w);
+/* Group shared anonymous areas of all processes into objects; find their pages. */
+int collect_shmem(struct dump_tree *t);
+int dump_shmem_pages(struct dump_tree *t, struct img_writer *w);
 
 #endif

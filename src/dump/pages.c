@@ -66,10 +66,9 @@ static int read_chunk(struct dump_ctx *c, int vma_index, struct chunk *ch)
 	return 0;
 }
 
-static int write_compressed(struct dump_ctx *c, struct img_writer *w, int vma_index,
-			    const struct chunk *ch)
+static int write_compressed(struct dump_tree *t, struct img_writer *w, uint64_t id,
+			    const uint8_t *buf, size_t len)
 {
-	struct dump_tree *t = c->tree;
 	struct cryo_zpages_header h = { 0 };
 	size_t n;
 
@@ -79,14 +78,13 @@ static int write_compressed(struct dump_ctx *c, struct img_writer *w, int vma_in
 		if (!t->zbuf)
 			return cryo_fail(CRYO_EINTERNAL, "out of memory for compression");
 	}
-	n = codec_compress(t->codec, t->zbuf + sizeof(h), t->zbuf_len - sizeof(h), ch->buf, ch->len);
+	n = codec_compress(t->codec, t->zbuf + sizeof(h), t->zbuf_len - sizeof(h), buf, len);
 	if (!n)
-		return cryo_fail(CRYO_EINTERNAL, "compressing memory of process %d failed", c->pid);
+		return cryo_fail(CRYO_EINTERNAL, "compressing page data failed");
 	h.codec = t->codec_id;
-	h.raw_len = ch->len;
+	h.raw_len = len;
 	memcpy(t->zbuf, &h, sizeof(h));
-	return imgw_section(w, CRYO_SEC_ZPAGES, pages_id(c, vma_index), 0, 0, t->zbuf,
-			    sizeof(h) + n);
+	return imgw_section(w, CRYO_SEC_ZPAGES, id, 0, 0, t->zbuf, sizeof(h) + n);
 }
 
 static int flush_chunk(struct dump_ctx *c, struct img_writer *w, int vma_index, struct chunk *ch)
@@ -97,7 +95,7 @@ static int flush_chunk(struct dump_ctx *c, struct img_writer *w, int vma_index, 
 		return 0;
 	ret = read_chunk(c, vma_index, ch);
 	if (!ret && c->tree->codec)
-		ret = write_compressed(c, w, vma_index, ch);
+		ret = write_compressed(c->tree, w, pages_id(c, vma_index), ch->buf, ch->len);
 	else if (!ret)
 		ret = imgw_section_aligned(w, CRYO_SEC_PAGES, pages_id(c, vma_index), PAGE_SIZE_BYTES,
 					   ch->len / PAGE_SIZE_BYTES, ch->buf, ch->len);
@@ -165,5 +163,57 @@ int dump_pages(struct dump_ctx *c, struct img_writer *w)
 			ret = dump_vma_pages(c, w, i, ch);
 	munmap(ch->buf, CHUNK_BYTES);
 	free(ch);
+	return ret;
+}
+
+/* Shared anonymous memory objects: their pages, read through the shmem file. */
+int dump_shmem_pages(struct dump_tree *t, struct img_writer *w)
+{
+	uint8_t *buf;
+	int ret = 0;
+
+	if (!t->nr_shmems)
+		return 0;
+	buf = mmap(NULL, CHUNK_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (buf == MAP_FAILED)
+		return cryo_fail(CRYO_EINTERNAL, "cannot allocate the page buffer");
+	for (int k = 0; k < t->nr_shmems && !ret; k++) {
+		const struct dump_shmem *o = &t->shmems[k];
+		uint64_t id = CRYO_SHMEM_PAGES_ID | (uint32_t)k;
+		size_t used = 0;
+
+		ret = imgw_section(w, CRYO_SEC_PAGEMAP, id, sizeof(struct cryo_img_page_run),
+				   o->runs.nr, o->runs.runs,
+				   (uint64_t)o->runs.nr * sizeof(struct cryo_img_page_run));
+		for (uint32_t r = 0; r < o->runs.nr && !ret; r++) {
+			uint64_t off = o->runs.runs[r].vaddr;
+			uint64_t left = o->runs.runs[r].nr_pages * PAGE_SIZE_BYTES;
+
+			while (left && !ret) {
+				size_t n = left < CHUNK_BYTES - used ? left : CHUNK_BYTES - used;
+
+				ret = pread_full(o->src_fd, buf + used, n, off);
+				if (ret) {
+					ret = cryo_fail(CRYO_EINTERNAL, "reading shared memory: %s",
+							strerror(-ret));
+					break;
+				}
+				used += n;
+				off += n;
+				left -= n;
+				if (used == CHUNK_BYTES || (!left && r + 1 == o->runs.nr)) {
+					if (t->codec)
+						ret = write_compressed(t, w, id, buf, used);
+					else
+						ret = imgw_section_aligned(w, CRYO_SEC_PAGES, id,
+									   PAGE_SIZE_BYTES,
+									   used / PAGE_SIZE_BYTES,
+									   buf, used);
+					used = 0;
+				}
+			}
+		}
+	}
+	munmap(buf, CHUNK_BYTES);
 	return ret;
 }

@@ -57,6 +57,9 @@ enum cryo_section_type {
 					 * then the compressed bytes; same id */
 	CRYO_SEC_FD = 30,		/* struct cryo_img_fd */
 	CRYO_SEC_BLOB = 31,		/* opaque data (file or pipe content); id = blob id */
+	CRYO_SEC_SHMEM = 32,		/* struct cryo_img_shmem: shared anonymous memory
+					 * objects; their pages: PAGEMAP/PAGES with id
+					 * CRYO_SHMEM_PAGES_ID | object index, offsets as vaddr */
 };
 
 struct cryo_section_header {
@@ -232,8 +235,21 @@ struct cryo_img_vma {
 	uint64_t nr_pages_dumped;
 	uint64_t blob_id;		/* CRYO_VMA_DELETED: the whole file */
 	uint32_t file_mode;		/* CRYO_VMA_DELETED: st_mode of the file */
-	uint32_t pad1;
+	uint32_t shmem;			/* ANON_SHARED: index in the SHMEM table */
 } __attribute__((packed));
+
+/*
+ * Shared anonymous memory (MAP_SHARED|MAP_ANONYMOUS, /dev/zero shared) is
+ * one object however many areas and processes map it: its content is saved
+ * once, and every area maps it at its offset (pgoff).
+ */
+struct cryo_img_shmem {
+	uint64_t id;			/* inode at checkpoint, for information */
+	uint64_t size;			/* bytes, page aligned */
+	uint64_t nr_pages_dumped;
+} __attribute__((packed));
+
+#define CRYO_SHMEM_PAGES_ID 0xffffffff00000000ull
 
 enum cryo_codec {
 	CRYO_CODEC_NONE = 0,

@@ -72,6 +72,7 @@ const char *img_section_type_name(uint32_t type)
 	case CRYO_SEC_FD:	return "FD";
 	case CRYO_SEC_BLOB:	return "BLOB";
 	case CRYO_SEC_ZPAGES:	return "ZPAGES";
+	case CRYO_SEC_SHMEM:	return "SHMEM";
 	}
 	return "unknown";
 }
@@ -93,7 +94,7 @@ static int type_is_table(uint32_t type)
 {
 	return type == CRYO_SEC_TASK || type == CRYO_SEC_THREAD || type == CRYO_SEC_SIGINFO ||
 	       type == CRYO_SEC_VMA || type == CRYO_SEC_PAGEMAP || type == CRYO_SEC_PAGES ||
-	       type == CRYO_SEC_FD;
+	       type == CRYO_SEC_FD || type == CRYO_SEC_SHMEM;
 }
 
 /*

@@ -260,10 +260,8 @@ static int validate_fds(struct restore_ctx *r, struct restore_proc *p)
 	return 0;
 }
 
-static int validate_runs(struct restore_ctx *r, struct restore_proc *p, uint32_t vi)
+static int validate_runs(struct restore_ctx *r, struct restore_vma *v, uint64_t id)
 {
-	struct restore_vma *v = &p->vmas[vi];
-	uint64_t id = (uint64_t)p->task.pid << 32 | vi;
 	uint64_t pages = 0, prev_end = v->img.start, section_pages = 0;
 	long pm = imgr_find(r->img, CRYO_SEC_PAGEMAP, id, 0, 0);
 
@@ -363,11 +361,14 @@ static int validate_vmas(struct restore_ctx *r, struct restore_proc *p, struct c
 		    v->name[0] != '/')
 			return bad(r, "memory area %lx-%lx: file path %s not absolute",
 				   (unsigned long)v->img.start, (unsigned long)v->img.end, v->name);
-		if (v->img.kind == CRYO_VMA_ANON_SHARED && v->img.pgoff)
-			return cryo_fail(CRYO_EUNSUPP, "image %s: shared anonymous area %lx-%lx at "
-					 "offset %#llx: split shared anonymous mappings are not "
-					 "supported yet", r->opts->image, (unsigned long)v->img.start,
-					 (unsigned long)v->img.end, (unsigned long long)v->img.pgoff);
+		if (v->img.kind == CRYO_VMA_ANON_SHARED &&
+		    (v->img.shmem >= r->nr_shmems || v->img.nr_pages_dumped ||
+		     v->img.pgoff > r->shmems[v->img.shmem].area.img.end ||
+		     v->img.end - v->img.start >
+			     r->shmems[v->img.shmem].area.img.end - v->img.pgoff))
+			return bad(r, "shared anonymous area %lx-%lx: bad object %u or offset",
+				   (unsigned long)v->img.start, (unsigned long)v->img.end,
+				   v->img.shmem);
 		v->deleted_fd = -1;
 		if ((v->img.flags & CRYO_VMA_DELETED) &&
 		    (strlen(v->name) <= 10 || strcmp(v->name + strlen(v->name) - 10, " (deleted)") ||
@@ -377,7 +378,7 @@ static int validate_vmas(struct restore_ctx *r, struct restore_proc *p, struct c
 				   (unsigned long)v->img.start, (unsigned long)v->img.end);
 		if (v->img.kind >= CRYO_VMA_VVAR && v->img.nr_pages_dumped)
 			return bad(r, "memory area %s has page data", v->name);
-		ret = validate_runs(r, p, i);
+		ret = validate_runs(r, v, (uint64_t)p->task.pid << 32 | i);
 		if (ret)
 			return ret;
 		prev_end = v->img.end;
@@ -519,6 +520,45 @@ static int validate_tree(struct restore_ctx *r, long pid_max)
 	return 0;
 }
 
+/* Shared anonymous memory objects: sizes, and their pages like an area's at offset 0. */
+static int validate_shmems(struct restore_ctx *r)
+{
+	long i = imgr_find(r->img, CRYO_SEC_SHMEM, 0, 0, 0);
+	struct cryo_img_shmem *tab;
+
+	if (i < 0)
+		return 0;
+	tab = imgr_load_table(r->img, i, sizeof(*tab), &r->nr_shmems);
+	if (!tab)
+		return CRYO_EIMAGE;
+	r->shmems = xzalloc((r->nr_shmems ? r->nr_shmems : 1) * sizeof(*r->shmems));
+	if (!r->shmems) {
+		free(tab);
+		return CRYO_EINTERNAL;
+	}
+	for (uint32_t k = 0; k < r->nr_shmems; k++) {
+		struct restore_vma *v = &r->shmems[k].area;
+		int ret;
+
+		if (!tab[k].size || tab[k].size % PAGE_SIZE_BYTES || tab[k].size > USER_SPACE_END) {
+			free(tab);
+			return bad(r, "shared memory object %u: bad size", k);
+		}
+		v->img.start = 0;
+		v->img.end = tab[k].size;
+		v->img.nr_pages_dumped = tab[k].nr_pages_dumped;
+		v->name = "shared memory";
+		v->deleted_fd = -1;
+		ret = validate_runs(r, v, CRYO_SHMEM_PAGES_ID | k);
+		if (ret) {
+			free(tab);
+			return ret;
+		}
+	}
+	free(tab);
+	return 0;
+}
+
 /* Give each process its slice of the global tables (they are grouped by pid). */
 static int slice_tables(struct restore_ctx *r)
 {
@@ -602,6 +642,8 @@ int restore_validate(struct restore_ctx *r)
 	ret = slice_tables(r);
 	if (!ret)
 		ret = validate_tree(r, pid_max);
+	if (!ret)
+		ret = validate_shmems(r);
 	for (uint32_t i = 0; i < r->nr_procs && !ret; i++) {
 		struct restore_proc *p = &r->procs[i];
 

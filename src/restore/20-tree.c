@@ -163,6 +163,8 @@ void restore_proc_main(struct restore_ctx *r, int index)
 	ret = take_own_session_and_group(p);
 	if (!ret && index == 0)
 		ret = restore_shared_files(r);
+	if (!ret && index == 0)
+		ret = restore_shared_memory(r);
 	if (!ret && r->stdio_copy[2] >= 0) {
 		log_fd = r->stdio_copy[2];
 		cryo_set_log(log_to_saved_stderr, NULL);

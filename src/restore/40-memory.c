@@ -90,10 +90,11 @@ static uint64_t find_hole(struct busy *b, uint64_t len)
 	return 0;
 }
 
+/* Areas mapped in the premap region here (shared anonymous memory is the root's). */
 static int is_premapped(const struct restore_vma *v)
 {
-	return v->img.kind == CRYO_VMA_ANON_PRIVATE || v->img.kind == CRYO_VMA_ANON_SHARED ||
-	       v->img.kind == CRYO_VMA_FILE_PRIVATE || v->img.kind == CRYO_VMA_FILE_SHARED;
+	return v->img.kind == CRYO_VMA_ANON_PRIVATE || v->img.kind == CRYO_VMA_FILE_PRIVATE ||
+	       v->img.kind == CRYO_VMA_FILE_SHARED;
 }
 
 static int fail_vma(const struct restore_vma *v, const char *what, int err)
@@ -547,7 +548,32 @@ static void fill_args(struct restore_ctx *r, const struct layout *l, struct rest
 	a->premap.start = l->premap;
 	a->premap.end = l->premap + l->premap_len;
 
-	sigs = (struct restorer_siginfo *)(moves + a->nr_moves);
+	struct restorer_dup *dups = (struct restorer_dup *)(moves + a->nr_moves);
+	for (uint32_t i = 0; i < p->nr_vmas; i++) {
+		const struct restore_vma *v = &p->vmas[i];
+		struct restorer_dup *d = &dups[a->nr_dups];
+
+		if (v->img.kind != CRYO_VMA_ANON_SHARED)
+			continue;
+		d->from = r->shmems[v->img.shmem].addr + v->img.pgoff;
+		d->to = v->img.start;
+		d->len = v->img.end - v->img.start;
+		d->prot = v->img.prot;
+		d->advice = (v->img.flags & CRYO_VMA_DONTFORK ? 1 : 0) |
+			    (v->img.flags & CRYO_VMA_DONTDUMP ? 2 : 0);
+		a->nr_dups++;
+	}
+	a->dups = (uint64_t)dups;
+	if (r->shmem_stage_len) {
+		a->shmem_stage.start = r->shmem_stage;
+		a->shmem_stage.end = r->shmem_stage + r->shmem_stage_len;
+		a->keep[nk].start = r->shmem_stage;
+		a->keep[nk++].end = r->shmem_stage + r->shmem_stage_len;
+		qsort(a->keep, nk, sizeof(a->keep[0]), cmp_range);
+		a->nr_keep = nk;
+	}
+
+	sigs = (struct restorer_siginfo *)(dups + a->nr_dups);
 	for (uint32_t i = 0; i < p->nr_sigs; i++) {
 		sigs[i].tid = p->sigs[i].tid;
 		memcpy(&sigs[i].signo, p->sigs[i].info, sizeof(int32_t));
@@ -702,6 +728,7 @@ int restore_memory_and_jump(struct restore_ctx *r)
 	struct restore_proc *pr = r->me;
 	size_t args_bytes = sizeof(struct restorer_args) +
 			    pr->nr_vmas * sizeof(struct restorer_move) +
+			    pr->nr_vmas * sizeof(struct restorer_dup) +
 			    pr->nr_sigs * sizeof(struct restorer_siginfo) +
 			    pr->nr_threads * sizeof(struct restorer_thread) +
 			    (size_t)pr->nr_threads * THREAD_STACK_BYTES + PAGE_SIZE_BYTES +
@@ -753,8 +780,6 @@ int restore_memory_and_jump(struct restore_ctx *r)
 		return cryo_fail(CRYO_ERESTORE, "restore: mprotect restorer: %s", strerror(errno));
 	a = (struct restorer_args *)(l.area + l.args_off);
 	fill_args(r, &l, a, exe_fd);
-	/* the area itself also holds the premap region; the restorer drops that part */
-	a->keep[0].end = l.premap + l.premap_len;
 
 	if (strcmp(pr->root_path, "/")) {
 		if (chroot(pr->root_path) < 0 || chdir(pr->cwd_path) < 0)
@@ -777,4 +802,54 @@ int restore_memory_and_jump(struct restore_ctx *r)
 	if (ret)
 		return ret;
 	jump(l.area, l.stack_top, a);
+}
+
+/*
+ * Shared anonymous memory objects, mapped and filled by the root before it
+ * creates any child, at a place free in every process's layout: every
+ * process inherits them, and its restorer maps each of its areas onto them.
+ */
+int restore_shared_memory(struct restore_ctx *r)
+{
+	struct busy b = { 0 };
+	struct proc_vma *own = NULL;
+	int nr_own = 0, ret;
+	uint64_t cursor;
+
+	if (!r->nr_shmems)
+		return 0;
+	ret = proc_read_vmas(getpid(), &own, &nr_own);
+	if (ret)
+		return cryo_fail(CRYO_ERESTORE, "restore: reading own maps: %s", strerror(-ret));
+	for (int i = 0; i < nr_own; i++)
+		busy_add(&b, own[i].start, own[i].end);
+	free(own);
+	for (uint32_t p = 0; p < r->nr_procs; p++)
+		for (uint32_t i = 0; i < r->procs[p].nr_vmas; i++)
+			busy_add(&b, r->procs[p].vmas[i].img.start, r->procs[p].vmas[i].img.end);
+	r->shmem_stage_len = 0;
+	for (uint32_t k = 0; k < r->nr_shmems; k++)
+		r->shmem_stage_len += r->shmems[k].area.img.end + PAGE_SIZE_BYTES;
+	r->shmem_stage = find_hole(&b, r->shmem_stage_len);
+	free(b.r);
+	if (!r->shmem_stage)
+		return cryo_fail(CRYO_ERESTORE, "restore: no room for shared memory staging");
+	cursor = r->shmem_stage;
+	for (uint32_t k = 0; k < r->nr_shmems; k++) {
+		struct restore_vma *v = &r->shmems[k].area;
+		void *p = mmap((void *)cursor, v->img.end, PROT_READ | PROT_WRITE,
+			       MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+
+		if (p == MAP_FAILED)
+			return cryo_fail(CRYO_ERESTORE, "restore: mapping shared memory object %u "
+					 "(%llu bytes): %s", k, (unsigned long long)v->img.end,
+					 strerror(errno));
+		r->shmems[k].addr = cursor;
+		v->premap_addr = cursor;
+		ret = fill_pages(r, v);
+		if (ret)
+			return ret;
+		cursor += v->img.end + PAGE_SIZE_BYTES;
+	}
+	return 0;
 }

@@ -31,6 +31,7 @@
 static const char *const step_names[RSTEP_COUNT] = {
 	[RSTEP_UNMAP] = "unmapping cryo", [RSTEP_PARK_VDSO] = "parking the vDSO",
 	[RSTEP_MOVE_AREAS] = "moving memory areas into place",
+	[RSTEP_SHARED_MEMORY] = "mapping shared memory",
 	[RSTEP_PLACE_VDSO] = "placing the vDSO", [RSTEP_DROP_PREMAP] = "dropping staging area",
 	[RSTEP_MM_MAP] = "prctl(PR_SET_MM_MAP)", [RSTEP_SIGACTION] = "rt_sigaction",
 	[RSTEP_ITIMER] = "setitimer", [RSTEP_SIGALTSTACK] = "sigaltstack",

@@ -60,6 +60,9 @@ static void free_ctx(struct restore_ctx *r)
 	if (r->procs && r->procs[0].fd_park)
 		free(r->procs[0].fd_park);	/* start of the shared array */
 	free(r->procs);
+	for (uint32_t k = 0; r->shmems && k < r->nr_shmems; k++)
+		free(r->shmems[k].area.runs);
+	free(r->shmems);
 	free(r->threads);
 	free(r->fds);
 	free(r->sigs);

@@ -64,6 +64,12 @@ struct restore_proc {
 	uint64_t restorer_args_addr, restorer_area, restorer_area_len;
 };
 
+/* A shared anonymous memory object: mapped once by the root, inherited by all. */
+struct restore_shmem {
+	struct restore_vma area;	/* start 0, end = size; its pages */
+	uint64_t addr;			/* where the root mapped it */
+};
+
 /* What a process tells cryo before it jumps into the restorer. */
 struct restore_report {
 	pid_t pid;
@@ -85,6 +91,9 @@ struct restore_ctx {
 	uint32_t nr_sigs;
 	uint8_t *xstate;
 	uint32_t xstate_size;
+	struct restore_shmem *shmems;
+	uint32_t nr_shmems;
+	uint64_t shmem_stage, shmem_stage_len;	/* where the root mapped them all */
 
 	/* descriptor numbers: image fds < internal_base <= cryo's own < park_base <= parked */
 	int internal_base, park_base;
@@ -119,6 +128,8 @@ int restore_shared_files(struct restore_ctx *r);
 /* Phase 30 in each process; returns only on failure (after logging). */
 int restore_files(struct restore_ctx *r);
 int restore_memory_and_jump(struct restore_ctx *r);
+/* In the root, before any child: map and fill every shared memory object. */
+int restore_shared_memory(struct restore_ctx *r);
 int restore_resume(struct restore_ctx *r);
 void restore_kill_all(struct restore_ctx *r);
 

@@ -21,6 +21,10 @@
 #define NR_ioprio_set 251
 #define NR_sched_setattr 314
 #define IOPRIO_WHO_PROCESS 1
+#define NR_mprotect 10
+#define NR_madvise 28
+#define MADV_DONTFORK 10
+#define MADV_DONTDUMP 16
 #define NR_close 3
 #define NR_lseek 8
 #define NR_chdir 80
@@ -159,6 +163,36 @@ static int move_range(struct restorer_args *a, int step, uint64_t from, uint64_t
 	return 0;
 }
 
+/*
+ * Shared anonymous memory: every area is another mapping of an object the
+ * root mapped before creating any process (mremap with old size 0 maps the
+ * same pages again), so all areas and processes share it as before.
+ */
+static int map_shared_memory(struct restorer_args *a)
+{
+	const struct restorer_dup *d = (const struct restorer_dup *)a->dups;
+
+	for (uint32_t i = 0; i < a->nr_dups; i++) {
+		long r = sys5(NR_mremap, d[i].from, 0, d[i].len, MREMAP_MAYMOVE | MREMAP_FIXED,
+			      d[i].to);
+		if (r < 0 && r > -4096)
+			return failed(a, RSTEP_SHARED_MEMORY, r, d[i].to);
+		CHECK(a, RSTEP_SHARED_MEMORY, sys3(NR_mprotect, d[i].to, d[i].len, d[i].prot),
+		      d[i].to);
+		if (d[i].advice & 1)
+			CHECK(a, RSTEP_SHARED_MEMORY,
+			      sys3(NR_madvise, d[i].to, d[i].len, MADV_DONTFORK), d[i].to);
+		if (d[i].advice & 2)
+			CHECK(a, RSTEP_SHARED_MEMORY,
+			      sys3(NR_madvise, d[i].to, d[i].len, MADV_DONTDUMP), d[i].to);
+	}
+	if (a->shmem_stage.end > a->shmem_stage.start)
+		CHECK(a, RSTEP_SHARED_MEMORY,
+		      sys2(NR_munmap, a->shmem_stage.start,
+			   a->shmem_stage.end - a->shmem_stage.start), a->shmem_stage.start);
+	return 0;
+}
+
 static int rebuild_memory(struct restorer_args *a)
 {
 	const struct restorer_move *moves = (const struct restorer_move *)a->moves;
@@ -172,6 +206,8 @@ static int rebuild_memory(struct restorer_args *a)
 	for (uint32_t i = 0; i < a->nr_moves; i++)
 		if (move_range(a, RSTEP_MOVE_AREAS, moves[i].from, moves[i].to, moves[i].len))
 			return -1;
+	if (map_shared_memory(a))
+		return -1;
 	for (uint32_t i = 0; i < a->nr_special; i++) {
 		uint64_t len = a->special_now[i].end - a->special_now[i].start;
 

@@ -27,6 +27,7 @@ enum restorer_step {
 	RSTEP_UNMAP,
 	RSTEP_PARK_VDSO,
 	RSTEP_MOVE_AREAS,
+	RSTEP_SHARED_MEMORY,
 	RSTEP_PLACE_VDSO,
 	RSTEP_DROP_PREMAP,
 	RSTEP_MM_MAP,
@@ -54,6 +55,13 @@ struct restorer_range {
 
 struct restorer_move {
 	uint64_t from, to, len;
+};
+
+/* Another mapping of shared memory the root mapped for everybody (mremap, old size 0). */
+struct restorer_dup {
+	uint64_t from, to, len;
+	uint32_t prot;
+	uint32_t advice;	/* bit 0: MADV_DONTFORK, bit 1: MADV_DONTDUMP */
 };
 
 /* Kernel ABI structs, spelled out so the restorer needs no libc headers. */
@@ -149,6 +157,10 @@ struct restorer_args {
 	uint32_t nr_moves;
 	uint32_t pad0;
 	struct restorer_range premap;
+	uint64_t dups;		/* struct restorer_dup[nr_dups], in the area */
+	uint32_t nr_dups;
+	uint32_t pad2;
+	struct restorer_range shmem_stage;	/* unmapped once the dups are made */
 
 	struct restorer_mm_map mm;
 	uint64_t auxv[2 * 64];

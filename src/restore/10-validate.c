@@ -492,19 +492,33 @@ static int validate_tree(struct restore_ctx *r, long pid_max)
 		if (i) {
 			sid_ok = t->sid == t->pid || t->sid == r->procs[p->parent].task.sid;
 		} else {
-			sid_ok = t->sid == t->pid || t->sid == getsid(0);
+			/*
+			 * A session whose leader is gone (a daemon after double
+			 * fork): a helper task takes the leader's PID and creates
+			 * the root inside the session. Its group is the root's own
+			 * or the leader's.
+			 */
+			r->root_needs_session_helper = t->sid != t->pid && t->sid != getsid(0) &&
+						       find_proc(r, t->sid) < 0;
+			if (r->root_needs_session_helper && proc_task_state(t->sid))
+				return cryo_fail(CRYO_ECONFLICT, "restore: PID %d, the leader of "
+						 "task %d's session, is in use by another process",
+						 t->sid, t->pid);
+			sid_ok = t->sid == t->pid || t->sid == getsid(0) ||
+				 (r->root_needs_session_helper &&
+				  (t->pgid == t->pid || t->pgid == t->sid));
 		}
 		if (!sid_ok)
 			return cryo_fail(CRYO_EUNSUPP,
 					 "restore: task %d belonged to session %d, which %s: "
-					 "restoring it needs a helper task (not supported yet)%s",
-					 t->pid, t->sid,
-					 i ? "its parent was not in" : "is not cryo's",
-					 i ? "" : "; restore from a process of that session, or "
-					 "checkpoint a process that leads its own session (setsid)");
+					 "not supported yet%s", t->pid, t->sid,
+					 i ? "its parent was not in" : "is cryo's neither its own, and "
+					 "its group is another process's",
+					 i ? "" : "; restore from a process of that session");
 		pgid_ok = t->pgid == t->pid ||
 			  (i && t->pgid == r->procs[p->parent].task.pgid) ||
-			  (!i && t->pgid == getpgid(0));
+			  (!i && t->pgid == getpgid(0)) ||
+			  (!i && r->root_needs_session_helper);
 		if (!pgid_ok) {
 			int leader = find_proc(r, t->pgid);
 

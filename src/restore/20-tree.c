@@ -35,15 +35,22 @@
 #define CHILD_EXIT_FAILED 121	/* the child logged why */
 #define TRACE_OPTIONS (PTRACE_O_EXITKILL | PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACEFORK)
 
-static pid_t clone_with_pid(pid_t pid)
+static pid_t clone_with_pid_flags(pid_t pid, uint64_t flags)
 {
 	struct clone_args args;
 
 	memset(&args, 0, sizeof(args));
-	args.exit_signal = SIGCHLD;
+	args.flags = flags;
+	/* with CLONE_PARENT the exit signal is the caller's own (clone3 wants 0 here) */
+	args.exit_signal = (flags & CLONE_PARENT) ? 0 : SIGCHLD;
 	args.set_tid = (uint64_t)(uintptr_t)&pid;
 	args.set_tid_size = 1;
 	return syscall(SYS_clone3, &args, sizeof(args));
+}
+
+static pid_t clone_with_pid(pid_t pid)
+{
+	return clone_with_pid_flags(pid, 0);
 }
 
 static int clone_failed(pid_t pid, int err)
@@ -145,6 +152,18 @@ void restore_proc_main(struct restore_ctx *r, int index)
 	int ret;
 
 	r->me = p;
+	/*
+	 * cryo's ends first (-1, so that our children do not close someone
+	 * else's fd): with our copy of the go pipe's write end closed, cryo's
+	 * death shows as EOF below.
+	 */
+	int *theirs[] = { &r->go_pipe[1], &r->barrier_pipe[1], &r->report_pipe[0],
+			  &r->helper_pipe[0], &r->helper_pipe[1] };
+	for (size_t i = 0; i < ARRAY_SIZE(theirs); i++) {
+		if (*theirs[i] >= 0)
+			close(*theirs[i]);
+		*theirs[i] = -1;
+	}
 	if (index == 0) {
 		char go;
 
@@ -152,14 +171,9 @@ void restore_proc_main(struct restore_ctx *r, int index)
 		if (read(r->go_pipe[0], &go, 1) != 1)
 			_exit(CHILD_EXIT_FAILED);
 	}
-	/* cryo's ends; -1 so that our children do not close someone else's fd */
-	int *theirs[] = { &r->go_pipe[0], &r->go_pipe[1], &r->barrier_pipe[1], &r->report_pipe[0],
-			  &r->helper_pipe[0], &r->helper_pipe[1] };
-	for (size_t i = 0; i < ARRAY_SIZE(theirs); i++) {
-		if (*theirs[i] >= 0)
-			close(*theirs[i]);
-		*theirs[i] = -1;
-	}
+	if (r->go_pipe[0] >= 0)
+		close(r->go_pipe[0]);
+	r->go_pipe[0] = -1;
 	ret = take_own_session_and_group(p);
 	if (!ret && index == 0)
 		ret = restore_shared_files(r);
@@ -182,6 +196,61 @@ void restore_proc_main(struct restore_ctx *r, int index)
 	_exit(CHILD_EXIT_FAILED);
 }
 
+/*
+ * Create the root task; returns its PID in the caller (never returns in the
+ * root). When the root's session leader is gone, a helper takes the
+ * leader's PID, starts the session (and its group) with setsid(), and
+ * creates the root inside it with CLONE_PARENT, so the root's parent is
+ * still the caller. The helper lives until cryo ends the restore, then its
+ * PID is free again, as the session leader's was.
+ */
+static pid_t create_root(struct restore_ctx *r)
+{
+	const struct cryo_img_task *t = &r->procs[0].task;
+	pid_t helper, pid;
+	int st;
+
+	if (!r->root_needs_session_helper) {
+		pid = clone_with_pid(t->pid);
+		if (pid == 0)
+			restore_proc_main(r, 0);
+		return pid < 0 ? -errno : pid;
+	}
+	helper = clone_with_pid(t->sid);
+	if (helper < 0)
+		return -errno;
+	if (helper == 0) {
+		char c;
+
+		if (setsid() < 0)
+			_exit(errno);
+		pid = clone_with_pid_flags(t->pid, CLONE_PARENT);
+		if (pid == 0)
+			restore_proc_main(r, 0);
+		if (pid < 0)
+			_exit(errno);
+		close(r->helper_pipe[1]);
+		while (read(r->helper_pipe[0], &c, 1) < 0 && errno == EINTR)
+			;
+		_exit(0);
+	}
+	/* ours to reap at the end (in --detach mode we are the short-lived middle) */
+	pid_t *hs = realloc(r->helpers, (r->nr_helpers + 1) * sizeof(*hs));
+	if (hs) {
+		r->helpers = hs;
+		r->helpers[r->nr_helpers++] = helper;
+	}
+	/* the root appears, or the helper says why not */
+	for (int tries = 0; tries < 10000; tries++) {
+		if (proc_task_state(t->pid))
+			return t->pid;
+		if (waitpid(helper, &st, WNOHANG) == helper)
+			return -(WIFEXITED(st) && WEXITSTATUS(st) ? WEXITSTATUS(st) : EIO);
+		usleep(500);
+	}
+	return -ETIMEDOUT;
+}
+
 static int create_detached(struct restore_ctx *r)
 {
 	pid_t mid = fork(), got;
@@ -190,12 +259,10 @@ static int create_detached(struct restore_ctx *r)
 	if (mid < 0)
 		return cryo_fail(CRYO_ERESTORE, "restore: fork: %s", strerror(errno));
 	if (mid == 0) {
-		pid_t pid = clone_with_pid(r->procs[0].task.pid);
+		pid_t pid = create_root(r);
 
-		if (pid == 0)
-			restore_proc_main(r, 0);
 		/* errno fits an exit status: it is how cryo learns it */
-		_exit(pid < 0 ? errno : 0);
+		_exit(pid < 0 ? -pid : 0);
 	}
 	while ((got = waitpid(mid, &st, 0)) < 0 && errno == EINTR)
 		;
@@ -268,8 +335,6 @@ static int start_dead_task_helpers(struct restore_ctx *r)
 		if (!known && (h = start_helper(r, f->proc_pid)) < 0)
 			return h;
 	}
-	close(r->helper_pipe[0]);
-	r->helper_pipe[0] = -1;
 	return 0;
 }
 
@@ -302,13 +367,14 @@ int restore_create_tree(struct restore_ctx *r)
 		if (ret)
 			return ret;
 	} else {
-		pid_t pid = clone_with_pid(root);
+		pid_t pid = create_root(r);
 
 		if (pid < 0)
-			return clone_failed(root, errno);
-		if (pid == 0)
-			restore_proc_main(r, 0);
+			return clone_failed(root, -pid);
 	}
+	if (r->helper_pipe[0] >= 0)
+		close(r->helper_pipe[0]);
+	r->helper_pipe[0] = -1;
 	close(r->go_pipe[0]);
 	close(r->barrier_pipe[0]);
 	close(r->report_pipe[1]);

@@ -111,6 +111,7 @@ struct restore_ctx {
 	uint32_t nr_helpers;
 	int helper_pipe[2];
 	pid_t anonymous_helper;	/* for pidfds of tasks already reaped (no PID) */
+	int root_needs_session_helper;	/* the root's session leader is gone */
 };
 
 /* Is this fd reopened in the restorer's late step (it names a task)? */

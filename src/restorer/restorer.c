@@ -371,6 +371,8 @@ static int restore_creds(struct restorer_args *a)
 	return 0;
 }
 
+static long queue_own(struct restorer_args *a, int32_t tid, int shared_too, uint64_t *detail);
+
 struct clone_args_raw {
 	uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
 	uint64_t set_tid, set_tid_size, cgroup;
@@ -446,6 +448,10 @@ static int thread_setup(struct restorer_args *a, struct restorer_thread *t)
 		TCHECK(a, t, RSTEP_TID_ADDRESS,
 		       sys2(NR_set_robust_list, t->robust_list, t->robust_list_len));
 	TCHECK(a, t, RSTEP_PRCTL, sys2(NR_prctl, PR_SET_NAME, t->comm));
+	{
+		uint64_t detail;
+		TCHECK(a, t, RSTEP_SIGQUEUE, queue_own(a, t->tid, 0, &detail));
+	}
 	{
 		uint64_t detail;
 		TCHECK(a, t, RSTEP_SCHED, set_sched(&t->sched, &detail));
@@ -536,20 +542,38 @@ static int restore_late_fds(struct restorer_args *a)
 	return 0;
 }
 
-static int queue_signals(struct restorer_args *a)
+/*
+ * Queue again the signals pending on the process and on the main thread.
+ * The kernel lets only a thread itself queue a kernel- or tgkill-made
+ * siginfo to itself, so every other thread queues its own (queue_own).
+ */
+static long queue_own(struct restorer_args *a, int32_t tid, int shared_too, uint64_t *detail)
 {
 	const struct restorer_siginfo *s = (const struct restorer_siginfo *)a->sigs;
 
 	for (uint32_t i = 0; i < a->nr_sigs; i++) {
-		if (s[i].tid)
-			CHECK(a, RSTEP_SIGQUEUE,
-			      sys4(NR_rt_tgsigqueueinfo, a->pid, a->tid, s[i].signo, s[i].info),
-			      s[i].signo);
+		long r;
+
+		if (s[i].tid == tid)
+			r = sys4(NR_rt_tgsigqueueinfo, a->pid, tid, s[i].signo, s[i].info);
+		else if (!s[i].tid && shared_too)
+			r = sys3(NR_rt_sigqueueinfo, a->pid, s[i].signo, s[i].info);
 		else
-			CHECK(a, RSTEP_SIGQUEUE,
-			      sys3(NR_rt_sigqueueinfo, a->pid, s[i].signo, s[i].info), s[i].signo);
+			continue;
+		if (r < 0) {
+			*detail = s[i].signo;
+			return r;
+		}
 	}
 	return 0;
+}
+
+static int queue_signals(struct restorer_args *a)
+{
+	uint64_t detail = 0;
+	long r = queue_own(a, a->tid, 1, &detail);
+
+	return r ? failed(a, RSTEP_SIGQUEUE, r, detail) : 0;
 }
 
 __attribute__((section(".text.entry"), used, noreturn)) void

@@ -1,0 +1,57 @@
+#!/bin/bash
+# Sessions and groups the runner's programs (each its own session leader)
+# do not cover: a daemon whose session leader exited (double fork), which
+# restore recreates with a helper task holding the leader's PID.
+# Output like errors.sh: ok/not ok lines, then "N passed, N failed".
+set -u
+HERE=$(cd "$(dirname "$0")" && pwd)
+CRYO=${CRYO:-$HERE/../build/cryo}
+TESTBIN=${TESTBIN:-$HERE/../build/tests}
+passed=0 failed=0
+
+ok() { echo "ok - $1"; passed=$((passed + 1)); }
+not_ok() { echo "not ok - $1: $2"; failed=$((failed + 1)); }
+
+wait_gone() {
+	for _ in $(seq 100); do [ -e "/proc/$1" ] || return 0; sleep 0.1; done
+	return 1
+}
+
+ids() { awk '{ sub(/.*\) /, ""); print $2, $3, $4 }' "/proc/$1/stat"; }	# ppid pgid sid
+
+daemon_with_dead_session_leader() {
+	local dir pid before after
+	dir=$(mktemp -d /tmp/cryo-sessions.XXXXXX)
+	# sh leads a new session, starts the program in the background and exits
+	(cd "$dir" && exec 3>&- 251>&- 255>&- && setsid sh -c \
+		"$TESTBIN/threads > out 2>&1 < /dev/null & echo \$! > pid" </dev/null >/dev/null 2>&1)
+	for _ in $(seq 50); do [ -s "$dir/pid" ] && grep -q READY "$dir/out" 2>/dev/null && break; sleep 0.1; done
+	pid=$(cat "$dir/pid")
+	before=$(ids "$pid" | cut -d' ' -f2,3)
+	if [ "$(echo "$before" | cut -d' ' -f2)" = "$pid" ]; then
+		not_ok "daemon" "setup: the program leads its own session"; kill -9 "$pid"; return
+	fi
+	if ! "$CRYO" checkpoint "$pid" -o "$dir/img" --kill 2>"$dir/err"; then
+		not_ok "daemon" "checkpoint failed: $(cat "$dir/err")"; kill -9 "$pid"; return
+	fi
+	wait_gone "$pid"
+	# the dead leader's PID must be free too (it was already)
+	if ! "$CRYO" restore "$dir/img" --detach >"$dir/rpid" 2>"$dir/err"; then
+		not_ok "daemon" "restore failed: $(cat "$dir/err")"; return
+	fi
+	after=$(ids "$pid" | cut -d' ' -f2,3)
+	kill -TERM "$pid"
+	wait_gone "$pid"
+	if [ "$before" != "$after" ]; then
+		not_ok "daemon" "pgid/sid were '$before', now '$after'"
+	elif ! grep -q '^PASS' "$dir/out"; then
+		not_ok "daemon" "program said: $(tail -1 "$dir/out")"
+	else
+		ok "daemon whose session leader is gone keeps its session and group ($after)"
+		rm -rf "$dir"
+	fi
+}
+
+daemon_with_dead_session_leader
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]

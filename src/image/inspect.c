@@ -373,12 +373,14 @@ static const char *const vma_kind_names[] = {
 static const char *const vma_flag_names[] = {
 	"growsdown", "dontfork", "dontdump", "hugepage", "nohugepage", "wipeonfork",
 	"locked", "seq_read", "rand_read", "mergeable", "maywrite", "noreserve",
-	"heap", "stack",
+	"heap", "stack", "deleted",
 };
 
 static const char *const fd_kind_names[] = {
-	NULL, "reg", "dir", "chr", "deleted", "pipe", "dup", "inherit",
+	NULL, "reg", "dir", "chr", "deleted", "pipe", "dup", "inherit", "proc", "pidfd",
 };
+
+static const char *const proc_target_names[] = { NULL, "image", "outside", "dead" };
 
 /* user_regs_struct order, as in format.h (CRYO_NR_GREGS). */
 static const char *const reg_names[CRYO_NR_GREGS] = {
@@ -703,6 +705,12 @@ static void print_fd(struct inspect *in, const struct cryo_img_fd *f)
 		o_u64(o, "blob_id", f->blob_id);
 	if (f->file_id || o->json)
 		o_u64(o, "file_id", f->file_id);
+	if (f->kind == CRYO_FD_PROC || f->kind == CRYO_FD_PIDFD || o->json) {
+		o_i64(o, "proc_pid", f->proc_pid);
+		o_word(o, "proc_target", name_of(proc_target_names, ARRAY_SIZE(proc_target_names),
+						 f->proc_target));
+		o_u64(o, "proc_starttime", f->proc_starttime);
+	}
 	o_obj_end(o);
 }
 

@@ -161,6 +161,25 @@ static int classify_fd(struct dump_ctx *c, int idx, struct stat *sbs, const char
 
 	if (proc_path_pid(path))
 		return classify_proc(c, f, sb, path);
+	if (deleted && !strncmp(path, "/proc/", 6)) {
+		/* the entry of a task that is gone: the kernel marks it like a deleted file */
+		char live[PATH_MAX];
+
+		snprintf(live, sizeof(live), "%.*s", (int)(plen - 10), path);
+		if (proc_path_pid(live)) {
+			f->path = strtab_add(c->strings, live);
+			if (f->path == (cryo_str_t)-1)
+				return CRYO_EINTERNAL;
+			f->kind = CRYO_FD_PROC;
+			f->proc_pid = proc_path_pid(live);
+			f->proc_target = CRYO_TARGET_DEAD;
+			if (proc_task_state(f->proc_pid))
+				return cryo_fail(CRYO_EUNSUPP, "process %d: fd %d (%s) names a task "
+						 "that died while PID %d was reused: not supported",
+						 c->pid, fd, path, f->proc_pid);
+			return 0;
+		}
+	}
 	if (!strcmp(path, "anon_inode:[pidfd]")) {
 		struct proc_fdinfo fi;
 

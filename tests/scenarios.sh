@@ -1,7 +1,10 @@
 #!/bin/bash
-# Sessions and groups the runner's programs (each its own session leader)
-# do not cover: a daemon whose session leader exited (double fork), which
-# restore recreates with a helper task holding the leader's PID.
+# Scenarios the runner's one-program-per-test model does not cover:
+#  - a daemon whose session leader exited (double fork), which restore
+#    recreates with a helper task holding the leader's PID;
+#  - a descriptor on /proc/<pid>/... of a task outside the image that is
+#    gone at restore time: restore must fail, naming the fd and the path,
+#    and leave nothing behind.
 # Output like errors.sh: ok/not ok lines, then "N passed, N failed".
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -52,6 +55,38 @@ daemon_with_dead_session_leader() {
 	fi
 }
 
+outside_target_gone() {
+	local dir pid other
+	dir=$(mktemp -d /tmp/cryo-scenarios.XXXXXX)
+	sleep 1000 </dev/null >/dev/null 2>&1 &
+	other=$!
+	# a shell holding /proc/<other>/status open on fd 7, waiting
+	(cd "$dir" && exec 3>&- 251>&- 255>&- && setsid bash -c \
+		"exec 7</proc/$other/status; echo \$\$ > pid; exec sleep 1000" \
+		</dev/null >/dev/null 2>&1 &)
+	for _ in $(seq 50); do [ -s "$dir/pid" ] && break; sleep 0.1; done
+	pid=$(cat "$dir/pid")
+	sleep 0.2
+	if ! "$CRYO" checkpoint "$pid" -o "$dir/img" --kill 2>"$dir/err"; then
+		not_ok "outside target" "checkpoint failed: $(cat "$dir/err")"; kill -9 "$pid" "$other"; return
+	fi
+	kill -9 "$other"; wait "$other" 2>/dev/null
+	wait_gone "$pid"; wait_gone "$other"
+	"$CRYO" restore "$dir/img" --detach >/dev/null 2>"$dir/err"
+	local rc=$?
+	if [ "$rc" != 74 ]; then
+		not_ok "outside target" "restore exited $rc, want 74: $(cat "$dir/err")"
+	elif ! grep -q "fd 7 of task $pid (/proc/$other/status): task $other is not in the image and no longer exists" "$dir/err"; then
+		not_ok "outside target" "message does not name fd and path: $(cat "$dir/err")"
+	elif [ -e "/proc/$pid" ]; then
+		not_ok "outside target" "task $pid exists after the failed restore"; kill -9 "$pid"
+	else
+		ok "fd on /proc of a task gone at restore: exit 74, one line naming fd and path, nothing created"
+		rm -rf "$dir"
+	fi
+}
+
 daemon_with_dead_session_leader
+outside_target_gone
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -26,6 +26,12 @@
 #define MAX_THREADS 32768
 #define MAX_PROCS 32768
 #define XSTATE_MAX_BYTES (16 * 1024)
+#define REG_CS 17	/* user_regs_struct order */
+#define REG_SS 20
+#define USER_CS 0x33
+#define USER_DS 0x2b
+#define RSEQ_MIN_BYTES 32
+#define MMAP_MIN_ADDR 4096
 
 static int bad(struct restore_ctx *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int bad(struct restore_ctx *r, const char *fmt, ...)
@@ -95,6 +101,18 @@ static int validate_threads(struct restore_ctx *r, struct restore_proc *p, long 
 				   r->xstate_size);
 		memcpy(&xfeatures, r->xstate + th->xstate_offset + XSAVE_HEADER_OFFSET,
 		       sizeof(xfeatures));
+		/* the XSAVE header after xfeatures (xcomp_bv, reserved) is zero in ptrace's format */
+		for (int b = 8; b < 64; b++)
+			if (r->xstate[th->xstate_offset + XSAVE_HEADER_OFFSET + b])
+				return bad(r, "thread %d: XSAVE header has reserved bits set", th->tid);
+		if (th->regs[REG_CS] != USER_CS || th->regs[REG_SS] != USER_DS)
+			return cryo_fail(CRYO_EUNSUPP, "image %s: thread %d runs in a 32-bit or odd "
+					 "segment (cs %#llx): not supported", r->opts->image, th->tid,
+					 (unsigned long long)th->regs[REG_CS]);
+		if (th->rseq_ptr && (th->rseq_len < RSEQ_MIN_BYTES || th->rseq_len > PAGE_SIZE_BYTES ||
+				     th->rseq_ptr % RSEQ_MIN_BYTES))
+			return bad(r, "thread %d: bad rseq area (%u bytes at %#llx)", th->tid,
+				   th->rseq_len, (unsigned long long)th->rseq_ptr);
 		if (xfeatures & ~xcr0)
 			return cryo_fail(CRYO_EUNSUPP,
 					 "image %s: thread %d uses CPU state components %#llx this "
@@ -103,6 +121,21 @@ static int validate_threads(struct restore_ctx *r, struct restore_proc *p, long 
 					 (unsigned long long)xcr0);
 	}
 	return 0;
+}
+
+/* What prctl(PR_SET_MM_MAP) checks, checked here so a bad image is named as such. */
+static int mm_fields_ok(const struct cryo_img_task *t)
+{
+	const uint64_t v[] = { t->start_code, t->end_code, t->start_data, t->end_data,
+			       t->start_brk, t->brk, t->start_stack, t->arg_start,
+			       t->arg_end, t->env_start, t->env_end };
+
+	for (size_t i = 0; i < ARRAY_SIZE(v); i++)
+		if (v[i] < MMAP_MIN_ADDR || v[i] >= USER_SPACE_END)
+			return 0;
+	return t->start_code < t->end_code && t->start_data <= t->end_data &&
+	       t->start_brk <= t->brk && t->arg_start <= t->arg_end &&
+	       t->env_start <= t->env_end;
 }
 
 static int validate_task(struct restore_ctx *r, struct restore_proc *p, long pid_max)
@@ -121,6 +154,9 @@ static int validate_task(struct restore_ctx *r, struct restore_proc *p, long pid
 	ret = validate_threads(r, p, pid_max);
 	if (ret)
 		return ret;
+	if (!mm_fields_ok(t))
+		return bad(r, "task %d: code, data, brk, argument or environment bounds out of "
+			   "order or out of user space", t->pid);
 	if (t->auxv_words > CRYO_AUXV_WORDS || t->auxv_words % 2)
 		return bad(r, "task %d: bad auxv length %u", t->pid, t->auxv_words);
 	if (t->ngroups > CRYO_MAX_GROUPS)
@@ -277,7 +313,8 @@ static int validate_runs(struct restore_ctx *r, struct restore_vma *v, uint64_t 
 	for (uint32_t i = 0; i < v->nr_runs; i++) {
 		const struct cryo_img_page_run *run = &v->runs[i];
 
-		if (run->vaddr % PAGE_SIZE_BYTES || run->vaddr < prev_end || run->nr_pages == 0 ||
+		if (run->vaddr % PAGE_SIZE_BYTES || run->vaddr < prev_end ||
+		    run->vaddr >= v->img.end || run->nr_pages == 0 ||
 		    run->nr_pages > (v->img.end - run->vaddr) / PAGE_SIZE_BYTES)
 			return bad(r, "memory area %lx-%lx: page run %u out of the area",
 				   (unsigned long)v->img.start, (unsigned long)v->img.end, i);
@@ -426,7 +463,33 @@ static int validate_vdso(struct restore_ctx *r, struct restore_proc *p)
 	return 0;
 }
 
-/* Every PID and TID of the image must be free; name all that are not. */
+static int cmp_tid(const void *a, const void *b)
+{
+	return *(const pid_t *)a - *(const pid_t *)b;
+}
+
+/* No TID twice in the whole image. */
+static int check_unique_tids(struct restore_ctx *r)
+{
+	pid_t *ids = malloc((r->nr_threads + r->nr_procs + 1) * sizeof(pid_t));
+	size_t n = 0;
+	int ret = 0;
+
+	if (!ids)
+		return CRYO_EINTERNAL;
+	for (uint32_t i = 0; i < r->nr_threads; i++)
+		ids[n++] = r->threads[i].tid;
+	for (uint32_t i = 0; i < r->nr_procs; i++)
+		if (r->procs[i].zombie)
+			ids[n++] = r->procs[i].task.pid;
+	qsort(ids, n, sizeof(pid_t), cmp_tid);
+	for (size_t i = 1; i < n && !ret; i++)
+		if (ids[i] == ids[i - 1])
+			ret = bad(r, "TID %d appears twice", ids[i]);
+	free(ids);
+	return ret;
+}
+
 /* Every PID and TID of the image must be free; name all that are not. */
 static int check_ids_free(struct restore_ctx *r)
 {
@@ -481,6 +544,8 @@ static int validate_tree(struct restore_ctx *r, long pid_max)
 			return bad(r, "task PID %d out of range (pid_max %ld)", t->pid, pid_max);
 		if (find_proc(r, t->pid) != (int)i)
 			return bad(r, "task %d listed twice", t->pid);
+		if (t->exit_signal > CRYO_NSIG)
+			return bad(r, "task %d: exit signal %u", t->pid, t->exit_signal);
 		p->parent = i ? find_proc(r, t->ppid) : -1;
 		if (i && (p->parent < 0 || p->parent >= (int)i))
 			return bad(r, "task %d: parent %d is not before it in the image", t->pid,
@@ -678,6 +743,8 @@ int restore_validate(struct restore_ctx *r)
 				ret = validate_vdso(r, p);
 		}
 	}
+	if (!ret)
+		ret = check_unique_tids(r);
 	if (!ret)
 		ret = check_ids_free(r);
 	return ret;

@@ -35,14 +35,14 @@
 #define CHILD_EXIT_FAILED 121	/* the child logged why */
 #define TRACE_OPTIONS (PTRACE_O_EXITKILL | PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACEFORK)
 
-static pid_t clone_with_pid_flags(pid_t pid, uint64_t flags)
+static pid_t clone_with_pid_flags(pid_t pid, uint64_t flags, int exit_signal)
 {
 	struct clone_args args;
 
 	memset(&args, 0, sizeof(args));
 	args.flags = flags;
 	/* with CLONE_PARENT the exit signal is the caller's own (clone3 wants 0 here) */
-	args.exit_signal = (flags & CLONE_PARENT) ? 0 : SIGCHLD;
+	args.exit_signal = (flags & CLONE_PARENT) ? 0 : exit_signal;
 	args.set_tid = (uint64_t)(uintptr_t)&pid;
 	args.set_tid_size = 1;
 	return syscall(SYS_clone3, &args, sizeof(args));
@@ -50,7 +50,13 @@ static pid_t clone_with_pid_flags(pid_t pid, uint64_t flags)
 
 static pid_t clone_with_pid(pid_t pid)
 {
-	return clone_with_pid_flags(pid, 0);
+	return clone_with_pid_flags(pid, 0, SIGCHLD);
+}
+
+/* A process of the image: with the signal its parent gets when it dies. */
+static pid_t clone_task(const struct cryo_img_task *t)
+{
+	return clone_with_pid_flags(t->pid, 0, t->exit_signal);
 }
 
 static int clone_failed(pid_t pid, int err)
@@ -122,7 +128,7 @@ static int create_children(struct restore_ctx *r, int index)
 
 		if (r->procs[j].parent != index)
 			continue;
-		pid = clone_with_pid(r->procs[j].task.pid);
+		pid = clone_task(&r->procs[j].task);
 		if (pid < 0)
 			return clone_failed(r->procs[j].task.pid, errno);
 		if (pid == 0)
@@ -211,12 +217,13 @@ static pid_t create_root(struct restore_ctx *r)
 	int st;
 
 	if (!r->root_needs_session_helper) {
-		pid = clone_with_pid(t->pid);
+		pid = clone_task(t);
 		if (pid == 0)
 			restore_proc_main(r, 0);
 		return pid < 0 ? -errno : pid;
 	}
-	helper = clone_with_pid(t->sid);
+	/* the root inherits its exit signal from the helper (CLONE_PARENT) */
+	helper = clone_with_pid_flags(t->sid, 0, t->exit_signal);
 	if (helper < 0)
 		return -errno;
 	if (helper == 0) {
@@ -224,7 +231,7 @@ static pid_t create_root(struct restore_ctx *r)
 
 		if (setsid() < 0)
 			_exit(errno);
-		pid = clone_with_pid_flags(t->pid, CLONE_PARENT);
+		pid = clone_with_pid_flags(t->pid, CLONE_PARENT, 0);
 		if (pid == 0)
 			restore_proc_main(r, 0);
 		if (pid < 0)
@@ -399,7 +406,9 @@ void restore_kill_all(struct restore_ctx *r)
 {
 	/*
 	 * Every process of the tree is traced by us from birth, seen yet or
-	 * not: SIGKILL each, then collect their deaths as their tracer.
+	 * not: SIGKILL each, then collect their deaths as their tracer,
+	 * threads we seized first (a leader is reaped only after them). No
+	 * blocking wait: a task we do not trace must not hang us.
 	 */
 	for (uint32_t i = 0; i < r->nr_procs; i++) {
 		pid_t pid = r->procs[i].task.pid;
@@ -407,16 +416,30 @@ void restore_kill_all(struct restore_ctx *r)
 		if (!r->procs[i].exited && proc_tracer_pid(pid) == getpid())
 			kill(pid, SIGKILL);
 	}
-	for (uint32_t i = 0; i < r->nr_procs; i++) {
-		pid_t pid = r->procs[i].task.pid;
-		int st;
+	for (int round = 0; round < 2000; round++) {
+		int left = 0;
 
-		if (r->procs[i].exited)
-			continue;
-		while (proc_tracer_pid(pid) == getpid() || r->procs[i].seized) {
-			if (waitpid(pid, &st, __WALL) < 0 || WIFEXITED(st) || WIFSIGNALED(st))
-				break;
+		for (uint32_t i = 0; i < r->nr_procs; i++) {
+			struct restore_proc *p = &r->procs[i];
+
+			for (uint32_t t = 0; t < p->nr_seized; t++) {
+				if (p->seized_threads[t] <= 0)
+					continue;
+				if (waitpid(p->seized_threads[t], NULL, __WALL | WNOHANG) != 0)
+					p->seized_threads[t] = 0;	/* reaped, or not ours */
+				else
+					left++;
+			}
+			if (p->exited)
+				continue;
+			pid_t got = waitpid(p->task.pid, NULL, __WALL | WNOHANG);
+			if (got != 0)
+				p->exited = 1;	/* reaped, or not ours to reap */
+			else
+				left++;
 		}
-		r->procs[i].exited = 1;
+		if (!left)
+			break;
+		usleep(1000);
 	}
 }

@@ -32,7 +32,29 @@ struct chunk {
 	size_t len;
 	struct iovec remote[MAX_IOV];
 	int nr_iov;
+	struct page_runs kept;	/* pages of the chunk that are not all zero */
 };
+
+static int runs_append(struct page_runs *r, uint64_t vaddr)
+{
+	if (r->nr && r->runs[r->nr - 1].vaddr + r->runs[r->nr - 1].nr_pages * PAGE_SIZE_BYTES ==
+			     vaddr) {
+		r->runs[r->nr - 1].nr_pages++;
+		return 0;
+	}
+	if (r->nr == r->cap) {
+		uint32_t cap = r->cap ? r->cap * 2 : 64;
+		struct cryo_img_page_run *p = realloc(r->runs, cap * sizeof(*p));
+		if (!p)
+			return -1;
+		r->runs = p;
+		r->cap = cap;
+	}
+	r->runs[r->nr].vaddr = vaddr;
+	r->runs[r->nr].nr_pages = 1;
+	r->nr++;
+	return 0;
+}
 
 static int read_chunk(struct dump_ctx *c, int vma_index, struct chunk *ch)
 {
@@ -87,17 +109,64 @@ static int write_compressed(struct dump_tree *t, struct img_writer *w, uint64_t 
 	return imgw_section(w, CRYO_SEC_ZPAGES, id, 0, 0, t->zbuf, sizeof(h) + n);
 }
 
+static int page_is_zero(const uint8_t *p)
+{
+	const uint64_t *q = (const uint64_t *)p;
+	uint64_t acc = 0;
+
+	for (size_t i = 0; i < PAGE_SIZE_BYTES / sizeof(uint64_t); i++)
+		acc |= q[i];
+	return !acc;
+}
+
+/*
+ * Drop the pages of the chunk that read as all zeros (memory touched but
+ * never written, or zeroed by the program): they cost no image space, and
+ * restore leaves them to the kernel's fresh zero pages. The chunk's data is
+ * compacted in place; its page list becomes the runs of what is left.
+ */
+static int compact_chunk(struct chunk *ch, struct page_runs *kept)
+{
+	size_t in = 0, out = 0;
+
+	kept->nr = 0;
+	for (int i = 0; i < ch->nr_iov; i++) {
+		uint64_t addr = (uint64_t)ch->remote[i].iov_base;
+
+		for (size_t off = 0; off < ch->remote[i].iov_len; off += PAGE_SIZE_BYTES) {
+			if (!page_is_zero(ch->buf + in)) {
+				if (out != in)
+					memcpy(ch->buf + out, ch->buf + in, PAGE_SIZE_BYTES);
+				out += PAGE_SIZE_BYTES;
+				if (runs_append(kept, addr + off))
+					return CRYO_EINTERNAL;
+			}
+			in += PAGE_SIZE_BYTES;
+		}
+	}
+	ch->len = out;
+	return 0;
+}
+
+/* One chunk: its page list (PAGEMAP), then its data (PAGES or ZPAGES). */
 static int flush_chunk(struct dump_ctx *c, struct img_writer *w, int vma_index, struct chunk *ch)
 {
+	uint64_t id = pages_id(c, vma_index);
 	int ret;
 
 	if (!ch->len)
 		return 0;
 	ret = read_chunk(c, vma_index, ch);
-	if (!ret && c->tree->codec)
-		ret = write_compressed(c->tree, w, pages_id(c, vma_index), ch->buf, ch->len);
-	else if (!ret)
-		ret = imgw_section_aligned(w, CRYO_SEC_PAGES, pages_id(c, vma_index), PAGE_SIZE_BYTES,
+	if (!ret)
+		ret = compact_chunk(ch, &ch->kept);
+	if (!ret && ch->len)
+		ret = imgw_section(w, CRYO_SEC_PAGEMAP, id, sizeof(struct cryo_img_page_run),
+				   ch->kept.nr, ch->kept.runs,
+				   (uint64_t)ch->kept.nr * sizeof(struct cryo_img_page_run));
+	if (!ret && ch->len && c->tree->codec)
+		ret = write_compressed(c->tree, w, id, ch->buf, ch->len);
+	else if (!ret && ch->len)
+		ret = imgw_section_aligned(w, CRYO_SEC_PAGES, id, PAGE_SIZE_BYTES,
 					   ch->len / PAGE_SIZE_BYTES, ch->buf, ch->len);
 	ch->len = 0;
 	ch->nr_iov = 0;
@@ -110,10 +179,6 @@ static int dump_vma_pages(struct dump_ctx *c, struct img_writer *w, int vma_inde
 	const struct page_runs *r = &c->runs[vma_index];
 	int ret;
 
-	ret = imgw_section(w, CRYO_SEC_PAGEMAP, pages_id(c, vma_index), sizeof(struct cryo_img_page_run), r->nr,
-			   r->runs, (uint64_t)r->nr * sizeof(struct cryo_img_page_run));
-	if (ret)
-		return ret;
 	for (uint32_t i = 0; i < r->nr; i++) {
 		uint64_t addr = r->runs[i].vaddr;
 		uint64_t left = r->runs[i].nr_pages * PAGE_SIZE_BYTES;
@@ -162,6 +227,7 @@ int dump_pages(struct dump_ctx *c, struct img_writer *w)
 		if (c->runs[i].nr)
 			ret = dump_vma_pages(c, w, i, ch);
 	munmap(ch->buf, CHUNK_BYTES);
+	free(ch->kept.runs);
 	free(ch);
 	return ret;
 }

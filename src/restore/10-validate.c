@@ -296,70 +296,104 @@ static int validate_fds(struct restore_ctx *r, struct restore_proc *p)
 	return 0;
 }
 
+/* Pages of one PAGES or ZPAGES section; 0 if it is malformed. */
+static uint64_t data_section_pages(struct restore_ctx *r, size_t s)
+{
+	const struct cryo_img_index_entry *e = imgr_section(r->img, s);
+
+	if (e->type == CRYO_SEC_ZPAGES) {
+		struct cryo_zpages_header zh;
+
+		if (e->length <= sizeof(zh) ||
+		    pread_full(imgr_fd(r->img), &zh, sizeof(zh), imgr_payload_offset(r->img, s)) ||
+		    (zh.codec != CRYO_CODEC_ZSTD && zh.codec != CRYO_CODEC_LZ4) || !zh.raw_len ||
+		    zh.raw_len % PAGE_SIZE_BYTES || zh.raw_len > CRYO_ZPAGES_MAX_RAW)
+			return 0;
+		return zh.raw_len / PAGE_SIZE_BYTES;
+	}
+	if (e->length != (uint64_t)e->entry_count * PAGE_SIZE_BYTES ||
+	    imgr_payload_offset(r->img, s) % PAGE_SIZE_BYTES)
+		return 0;
+	return e->entry_count;
+}
+
+/*
+ * The page data of an area: one or more groups, each a PAGEMAP section (its
+ * runs, in address order across groups) followed by the PAGES or ZPAGES
+ * sections holding exactly those pages. Pages that were all zeros are in
+ * no group (the count announced in the area is an upper bound).
+ */
 static int validate_runs(struct restore_ctx *r, struct restore_vma *v, uint64_t id)
 {
-	uint64_t pages = 0, prev_end = v->img.start, section_pages = 0;
+	uint64_t pages = 0, prev_end = v->img.start;
 	long pm = imgr_find(r->img, CRYO_SEC_PAGEMAP, id, 0, 0);
 
-	if (pm < 0) {
-		if (v->img.nr_pages_dumped)
-			return bad(r, "memory area %lx-%lx: page list missing",
-				   (unsigned long)v->img.start, (unsigned long)v->img.end);
-		return 0;
-	}
-	v->runs = imgr_load_table(r->img, pm, sizeof(*v->runs), &v->nr_runs);
-	if (!v->runs)
-		return CRYO_EIMAGE;
-	for (uint32_t i = 0; i < v->nr_runs; i++) {
-		const struct cryo_img_page_run *run = &v->runs[i];
+	if (pm < 0)
+		return 0;	/* nothing stored: every page read as zero */
+	v->first_pages_section = pm;
+	while (pm >= 0) {
+		struct cryo_img_page_run *runs;
+		uint32_t nr;
+		uint64_t group = 0, data = 0;
+		size_t s;
 
-		if (run->vaddr % PAGE_SIZE_BYTES || run->vaddr < prev_end ||
-		    run->vaddr >= v->img.end || run->nr_pages == 0 ||
-		    run->nr_pages > (v->img.end - run->vaddr) / PAGE_SIZE_BYTES)
-			return bad(r, "memory area %lx-%lx: page run %u out of the area",
-				   (unsigned long)v->img.start, (unsigned long)v->img.end, i);
-		prev_end = run->vaddr + run->nr_pages * PAGE_SIZE_BYTES;
-		pages += run->nr_pages;
+		runs = imgr_load_table(r->img, pm, sizeof(*runs), &nr);
+		if (!runs)
+			return CRYO_EIMAGE;
+		struct cryo_img_page_run *all = realloc(v->runs, (v->nr_runs + nr + 1) * sizeof(*all));
+		if (!all) {
+			free(runs);
+			return CRYO_EINTERNAL;
+		}
+		v->runs = all;
+		for (uint32_t i = 0; i < nr; i++) {
+			const struct cryo_img_page_run *run = &runs[i];
+
+			if (run->vaddr % PAGE_SIZE_BYTES || run->vaddr < prev_end ||
+			    run->vaddr >= v->img.end || run->nr_pages == 0 ||
+			    run->nr_pages > (v->img.end - run->vaddr) / PAGE_SIZE_BYTES) {
+				free(runs);
+				return bad(r, "memory area %lx-%lx: page run %u out of the area",
+					   (unsigned long)v->img.start, (unsigned long)v->img.end,
+					   v->nr_runs + i);
+			}
+			prev_end = run->vaddr + run->nr_pages * PAGE_SIZE_BYTES;
+			group += run->nr_pages;
+			v->runs[v->nr_runs + i] = *run;
+		}
+		v->nr_runs += nr;
+		free(runs);
+		/* its data follows, up to the next page list */
+		for (s = pm + 1; s < imgr_nr_sections(r->img); s++) {
+			const struct cryo_img_index_entry *e = imgr_section(r->img, s);
+			uint64_t n;
+
+			if (e->type == CRYO_SEC_PAD)
+				continue;
+			if ((e->type != CRYO_SEC_PAGES && e->type != CRYO_SEC_ZPAGES) || e->id != id)
+				break;
+			n = data_section_pages(r, s);
+			if (!n)
+				return bad(r, "memory area %lx-%lx: malformed page data section",
+					   (unsigned long)v->img.start, (unsigned long)v->img.end);
+			data += n;
+		}
+		if (data != group)
+			return bad(r, "memory area %lx-%lx: %llu pages of data for %llu listed",
+				   (unsigned long)v->img.start, (unsigned long)v->img.end,
+				   (unsigned long long)data, (unsigned long long)group);
+		pages += group;
+		v->nr_pages_sections = s - v->first_pages_section;
+		pm = imgr_find(r->img, CRYO_SEC_PAGEMAP, id, 0, s);
+		/* groups of an area are contiguous in the file */
+		if (pm >= 0 && (size_t)pm != s)
+			return bad(r, "memory area %lx-%lx: its page data is scattered in the image",
+				   (unsigned long)v->img.start, (unsigned long)v->img.end);
 	}
-	if (pages != v->img.nr_pages_dumped)
-		return bad(r, "memory area %lx-%lx: %llu pages listed, %llu announced",
+	if (pages > v->img.nr_pages_dumped)
+		return bad(r, "memory area %lx-%lx: %llu pages stored, at most %llu announced",
 			   (unsigned long)v->img.start, (unsigned long)v->img.end,
 			   (unsigned long long)pages, (unsigned long long)v->img.nr_pages_dumped);
-	/* the PAGES sections of this area follow its page list */
-	v->first_pages_section = pm + 1;
-	for (size_t s = pm + 1; s < imgr_nr_sections(r->img); s++) {
-		const struct cryo_img_index_entry *e = imgr_section(r->img, s);
-
-		if (e->type == CRYO_SEC_PAD)
-			continue;
-		if ((e->type != CRYO_SEC_PAGES && e->type != CRYO_SEC_ZPAGES) || e->id != id)
-			break;
-		if (e->type == CRYO_SEC_ZPAGES) {
-			struct cryo_zpages_header zh;
-
-			if (e->length <= sizeof(zh) ||
-			    pread_full(imgr_fd(r->img), &zh, sizeof(zh),
-				       imgr_payload_offset(r->img, s)) ||
-			    (zh.codec != CRYO_CODEC_ZSTD && zh.codec != CRYO_CODEC_LZ4) ||
-			    !zh.raw_len || zh.raw_len % PAGE_SIZE_BYTES ||
-			    zh.raw_len > CRYO_ZPAGES_MAX_RAW)
-				return bad(r, "memory area %lx-%lx: malformed compressed page data",
-					   (unsigned long)v->img.start, (unsigned long)v->img.end);
-			section_pages += zh.raw_len / PAGE_SIZE_BYTES;
-			v->nr_pages_sections = s - v->first_pages_section + 1;
-			continue;
-		}
-		if (e->length != (uint64_t)e->entry_count * PAGE_SIZE_BYTES ||
-		    imgr_payload_offset(r->img, s) % PAGE_SIZE_BYTES)
-			return bad(r, "memory area %lx-%lx: malformed page data section",
-				   (unsigned long)v->img.start, (unsigned long)v->img.end);
-		section_pages += e->entry_count;
-		v->nr_pages_sections = s - v->first_pages_section + 1;
-	}
-	if (section_pages != pages)
-		return bad(r, "memory area %lx-%lx: %llu pages of data for %llu listed",
-			   (unsigned long)v->img.start, (unsigned long)v->img.end,
-			   (unsigned long long)section_pages, (unsigned long long)pages);
 	return 0;
 }
 

@@ -182,6 +182,9 @@ static int next_section(struct restore_ctx *r, struct restore_vma *v, uint32_t *
 			struct page_source *src)
 {
 	for (;;) {
+		/* phase 10 checked that the data of the runs is all there, in order */
+		if (*sec >= v->first_pages_section + v->nr_pages_sections)
+			return fail_vma(v, "page data ends early", EINVAL);
 		const struct cryo_img_index_entry *e = imgr_section(r->img, *sec);
 		uint64_t off = imgr_payload_offset(r->img, *sec);
 		struct cryo_zpages_header zh;

@@ -441,6 +441,9 @@ static int validate_vmas(struct restore_ctx *r, struct restore_proc *p, struct c
 				   (unsigned long)v->img.start, (unsigned long)v->img.end,
 				   v->img.shmem);
 		v->deleted_fd = -1;
+		if (v->img.nr_pages_dumped > (v->img.end - v->img.start) / PAGE_SIZE_BYTES)
+			return bad(r, "memory area %lx-%lx: %llu pages announced", (unsigned long)v->img.start,
+				   (unsigned long)v->img.end, (unsigned long long)v->img.nr_pages_dumped);
 		if ((v->img.flags & CRYO_VMA_DELETED) &&
 		    (strlen(v->name) <= 10 || strcmp(v->name + strlen(v->name) - 10, " (deleted)") ||
 		     imgr_find(r->img, CRYO_SEC_BLOB, v->img.blob_id, 0, 0) < 0 ||

@@ -623,8 +623,10 @@ def semantic_variants(img, rng, max_per_table=None):
             vv("prot", "prot 0xffffffff", [("prot", M32)])
             vv("name-past", "name string offset past the table", [("name", slen + 7)])
             vv("name-max", "name string offset 2^32-1", [("name", M32)])
-            vv("pages-plus", "nr_pages_dumped one too many",
-               [("nr_pages_dumped", v["nr_pages_dumped"] + 1)])
+            # nr_pages_dumped is an upper bound (all-zero pages are not stored):
+            # one more is harmless, more than the area holds is corrupt
+            vv("pages-over", "nr_pages_dumped more than the area holds",
+               [("nr_pages_dumped", (v["end"] - v["start"]) // 4096 + 1)])
             vv("pages-huge", "nr_pages_dumped 2^63", [("nr_pages_dumped", 1 << 63)])
             if i > 0:
                 vv("overlap", "overlaps the previous area",

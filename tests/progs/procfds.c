@@ -103,6 +103,9 @@ int main(void)
 		usleep(1000);
 
 	track("/proc/self/stat", O_RDONLY, 5);
+	/* recorded with the numeric path the kernel resolved them to */
+	track("/proc/self/status", O_RDONLY, 7);
+	track("/proc/thread-self/stat", O_RDONLY, 2);
 	snprintf(path, sizeof(path), "/proc/%d/status", me);
 	track(path, O_RDONLY | O_CLOEXEC, 10);
 	snprintf(path, sizeof(path), "/proc/%d/maps", me);
@@ -183,12 +186,12 @@ int main(void)
 		if (read(fds[0].fd, buf, len) != len || strncmp(buf, expect, len))
 			fail("%s does not start with the pid: %ld", fds[0].path, 0);
 	}
-	lseek(fds[3].fd, 0, SEEK_SET);
+	lseek(fds[5].fd, 0, SEEK_SET);
 	{
 		char expect[32];
 		int len = snprintf(expect, sizeof(expect), "%d (", thread_tid);
-		if (read(fds[3].fd, buf, len) != len || strncmp(buf, expect, len))
-			fail("%s does not start with the thread's tid: %ld", fds[3].path, 0);
+		if (read(fds[5].fd, buf, len) != len || strncmp(buf, expect, len))
+			fail("%s does not start with the thread's tid: %ld", fds[5].path, 0);
 	}
 	if (count_entries(task_dir) != task_left)
 		fail("task directory: %s%ld entries left", "", (long)count_entries(task_dir));

@@ -201,6 +201,8 @@ _find_strays() {
 	for p in $(pids_with_comm "$TGT_COMM") $(pids_with_comm cryo); do
 		[ "$p" = "${KEEP_PID:-}" ] && continue
 		proc_stat "$p" || continue
+		# a dead task that init has yet to reap (it does so up to ~2 s late) runs nothing
+		[ "$PS_STATE" = Z ] && continue
 		[ "$PS_PPID" = 1 ] || [ "$PS_PPID" = $$ ] || [ "$(proc_comm "$p")" = "$TGT_COMM" ] || continue
 		STRAYS+=("$p")
 	done

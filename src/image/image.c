@@ -18,6 +18,9 @@
  * and the index, never by the size of a payload.
  */
 #include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -369,6 +372,40 @@ static int split_path(struct img_writer *w, const char *path)
 	return 0;
 }
 
+/*
+ * A cryo killed while writing leaves its temporary file (never the final
+ * name). Remove those of this image whose writer is gone, so they do not
+ * pile up; one of a live writer (another cryo) is left alone.
+ */
+static void remove_stale_temporaries(const struct img_writer *w)
+{
+	const char *slash = strrchr(w->tmp_path, '/');
+	const char *dot = strrchr(w->tmp_path, '.');
+	size_t prefix_len;
+	struct dirent *de;
+	DIR *d;
+
+	if (!slash || !dot || dot < slash)
+		return;
+	prefix_len = dot - (slash + 1) + 1;	/* ".NAME.tmp." */
+	d = opendir(w->dir_path);
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		char *end, stale[PATH_MAX];
+		long pid;
+
+		if (strncmp(de->d_name, slash + 1, prefix_len))
+			continue;
+		pid = strtol(de->d_name + prefix_len, &end, 10);
+		if (*end || pid <= 0 || pid == getpid() || kill(pid, 0) == 0 || errno != ESRCH)
+			continue;
+		snprintf(stale, sizeof(stale), "%s/%s", w->dir_path, de->d_name);
+		unlink(stale);
+	}
+	closedir(d);
+}
+
 int imgw_open(struct img_writer **wp, const char *path, uint64_t xfeatures)
 {
 	struct cryo_file_header hdr;
@@ -390,6 +427,7 @@ int imgw_open(struct img_writer **wp, const char *path, uint64_t xfeatures)
 	ret = split_path(w, path);
 	if (ret)
 		goto out_free;
+	remove_stale_temporaries(w);
 	w->fd = open(w->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (w->fd < 0) {
 		ret = cryo_fail(CRYO_EWRITE, "image %s: cannot create %s: %s", path, w->tmp_path,

@@ -31,7 +31,7 @@ TEST_BINS := $(TEST_SRCS:tests/progs/%.c=$(BUILD)/tests/%)
 UNIT_SRCS := $(wildcard tests/unit/*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/unit/%)
 
-.PHONY: all deps test test-san demo bench clean check-restorer
+.PHONY: all deps test test-san fuzz demo bench clean check-restorer
 all: $(BUILD)/cryo $(BUILD)/libcryo.a tests
 
 $(BUILD)/%.o: %.c
@@ -79,10 +79,15 @@ deps:
 test: deps all
 	tests/run.sh
 	$(MAKE) test-san
+	tests/fuzz/run.sh 60
 
 test-san: deps
 	$(MAKE) SAN=1 all
 	CRYO=build-san/cryo TESTBIN=build-san/tests tests/run.sh --quick
+
+# libFuzzer on the image reader and cryo inspect, seeded with real images.
+fuzz: deps all
+	tests/fuzz/run.sh $(or $(FUZZ_SECONDS),300)
 
 demo: deps all
 	demo/demo.sh

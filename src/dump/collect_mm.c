@@ -54,7 +54,7 @@ static uint64_t find_zero_pfn(void)
 	return (entry & PM_PRESENT) ? (entry & PM_PFN_MASK) : 0;
 }
 
-static int runs_add(struct page_runs *r, uint64_t vaddr)
+int page_runs_add(struct page_runs *r, uint64_t vaddr)
 {
 	if (r->nr && r->runs[r->nr - 1].vaddr + r->runs[r->nr - 1].nr_pages * PAGE_SIZE_BYTES ==
 			     vaddr) {
@@ -101,7 +101,7 @@ static int scan_pagemap(struct dump_ctx *c, int pagemap_fd, const struct cryo_im
 				dump = 0;	/* still the file's own page */
 			else
 				dump = !(c->zero_pfn && (e & PM_PFN_MASK) == c->zero_pfn);
-			if (dump && runs_add(runs, addr))
+			if (dump && page_runs_add(runs, addr))
 				return CRYO_EINTERNAL;
 		}
 	}
@@ -148,7 +148,7 @@ static int scan_object(struct dump_shmem *o)
 		if (hole < 0 || hole > end)
 			hole = end;
 		for (off_t p = data & ~(off_t)(PAGE_SIZE_BYTES - 1); p < hole; p += PAGE_SIZE_BYTES)
-			if (runs_add(&o->runs, p))
+			if (page_runs_add(&o->runs, p))
 				return CRYO_EINTERNAL;
 		off = hole;
 	}

@@ -19,6 +19,9 @@ struct page_runs {
 	uint32_t nr, cap;
 };
 
+/* Append one page to a list of runs, extending the last run when contiguous. */
+int page_runs_add(struct page_runs *r, uint64_t vaddr);
+
 struct fd_blob {
 	uint64_t id;
 	int src_fd;		/* where to read the content from (ours) */

@@ -35,26 +35,6 @@ struct chunk {
 	struct page_runs kept;	/* pages of the chunk that are not all zero */
 };
 
-static int runs_append(struct page_runs *r, uint64_t vaddr)
-{
-	if (r->nr && r->runs[r->nr - 1].vaddr + r->runs[r->nr - 1].nr_pages * PAGE_SIZE_BYTES ==
-			     vaddr) {
-		r->runs[r->nr - 1].nr_pages++;
-		return 0;
-	}
-	if (r->nr == r->cap) {
-		uint32_t cap = r->cap ? r->cap * 2 : 64;
-		struct cryo_img_page_run *p = realloc(r->runs, cap * sizeof(*p));
-		if (!p)
-			return -1;
-		r->runs = p;
-		r->cap = cap;
-	}
-	r->runs[r->nr].vaddr = vaddr;
-	r->runs[r->nr].nr_pages = 1;
-	r->nr++;
-	return 0;
-}
 
 static int read_chunk(struct dump_ctx *c, int vma_index, struct chunk *ch)
 {
@@ -138,7 +118,7 @@ static int compact_chunk(struct chunk *ch, struct page_runs *kept)
 				if (out != in)
 					memcpy(ch->buf + out, ch->buf + in, PAGE_SIZE_BYTES);
 				out += PAGE_SIZE_BYTES;
-				if (runs_append(kept, addr + off))
+				if (page_runs_add(kept, addr + off))
 					return CRYO_EINTERNAL;
 			}
 			in += PAGE_SIZE_BYTES;

@@ -167,6 +167,8 @@ static int collect_injected_thread(struct dump_ctx *c, int i)
 	uint64_t tid_address;
 	int ret;
 
+	/* threads share the address space: the main thread's vDSO lookup serves all */
+	ft->syscall_insn = c->threads[0].syscall_insn;
 	ret = inject_prepare(ft);
 	if (ret)
 		return ret;

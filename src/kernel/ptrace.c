@@ -165,6 +165,8 @@ int inject_prepare(struct frozen_task *t)
 
 	if (t->scratch_dirty)
 		return 0;	/* already prepared */
+	if (t->syscall_insn)
+		goto scratch;	/* found through another thread of the same process */
 	ret = proc_find_named_vma(t->tid, "[vdso]", &vdso);
 	if (ret)
 		return cryo_fail(CRYO_EUNSUPP,
@@ -189,6 +191,7 @@ int inject_prepare(struct frozen_task *t)
 	if (!t->syscall_insn)
 		return cryo_fail(CRYO_EUNSUPP, "process %d: no syscall instruction in [vdso]",
 				 t->tid);
+scratch:
 	/* Below the 128-byte red zone: memory no code may rely on. */
 	t->scratch = (t->regs.rsp - 128 - INJECT_SCRATCH_BYTES) & ~63ull;
 	ret = remote_read(t->tid, t->scratch, t->scratch_saved, INJECT_SCRATCH_BYTES);

@@ -326,7 +326,11 @@ static uint64_t data_section_pages(struct restore_ctx *r, size_t s)
 static int validate_runs(struct restore_ctx *r, struct restore_vma *v, uint64_t id)
 {
 	uint64_t pages = 0, prev_end = v->img.start;
-	long pm = imgr_find(r->img, CRYO_SEC_PAGEMAP, id, 0, 0);
+	/* areas come in file order: search on from where the last one's data ended */
+	long pm = imgr_find(r->img, CRYO_SEC_PAGEMAP, id, 0, r->pages_cursor);
+
+	if (pm < 0 && r->pages_cursor)
+		pm = imgr_find(r->img, CRYO_SEC_PAGEMAP, id, 0, 0);
 
 	if (pm < 0)
 		return 0;	/* nothing stored: every page read as zero */
@@ -384,11 +388,10 @@ static int validate_runs(struct restore_ctx *r, struct restore_vma *v, uint64_t 
 				   (unsigned long long)data, (unsigned long long)group);
 		pages += group;
 		v->nr_pages_sections = s - v->first_pages_section;
-		pm = imgr_find(r->img, CRYO_SEC_PAGEMAP, id, 0, s);
-		/* groups of an area are contiguous in the file */
-		if (pm >= 0 && (size_t)pm != s)
-			return bad(r, "memory area %lx-%lx: its page data is scattered in the image",
-				   (unsigned long)v->img.start, (unsigned long)v->img.end);
+		r->pages_cursor = s;
+		/* the next group of this area, if any, starts right here */
+		pm = s < imgr_nr_sections(r->img) && imgr_section(r->img, s)->type == CRYO_SEC_PAGEMAP &&
+		     imgr_section(r->img, s)->id == id ? (long)s : -1;
 	}
 	if (pages > v->img.nr_pages_dumped)
 		return bad(r, "memory area %lx-%lx: %llu pages stored, at most %llu announced",

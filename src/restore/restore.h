@@ -91,6 +91,7 @@ struct restore_ctx {
 	uint32_t nr_sigs;
 	uint8_t *xstate;
 	uint32_t xstate_size;
+	size_t pages_cursor;	/* phase 10: where the last area's page data ended */
 	struct restore_shmem *shmems;
 	uint32_t nr_shmems;
 	uint64_t shmem_stage, shmem_stage_len;	/* where the root mapped them all */

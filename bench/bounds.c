@@ -1,61 +1,123 @@
 /*
  * The physical limits cryo's speed is judged against.
  *
- * A checkpoint cannot be faster than copying memory and writing the image
- * to its storage; a restore cannot be faster than reading it back. This
- * program measures those bounds on this machine:
+ * A checkpoint cannot be faster than reading the target's memory and
+ * writing the image to its storage; a restore cannot be faster than reading
+ * the image back into fresh memory. This program measures those bounds on
+ * this machine, each as the best of several rounds (a bound is what the
+ * machine can do; in a VM the first touch of guest memory the host has not
+ * backed yet is several times slower than any later one):
  *
- *	memcpy		large buffers, far beyond the caches
- *	write+fsync	a file of --mib MiB (default 1024) written with write()
- *			then fsync(), as cryo writes images
- *	read, cached	the same file read back while it is in the page cache
- *	read, O_DIRECT	read around the page cache (the device's speed; on tmpfs,
- *			where O_DIRECT is a no-op, about the cached figure)
+ *	memcpy		 large buffers, far beyond the caches
+ *	process_vm_readv another process's memory (a child holding --mib MiB,
+ *			 at most 1024, of random data) copied into an 8 MiB
+ *			 buffer, 8 MiB per call: how cryo reads a target
  *
- * The file's data comes from and goes to a buffer as large as the file,
- * not a small cache-resident one, since cryo's data is process memory.
+ * and for every LABEL=DIR given (default tmpfs=/dev/shm disk=/var/tmp), on
+ * a file of --mib MiB (default 1024) written from and read into a buffer as
+ * large (cryo's data is process memory, not a small cache-resident buffer):
  *
- * for every LABEL=DIR given (default tmpfs=/dev/shm disk=/var/tmp).
- * Page-cache dropping needs root and is global, so the disk read figure
- * comes from O_DIRECT instead.
+ *	write		  write() only, left in the page cache (cryo --no-sync)
+ *	write+fsync	  write() then fsync(), as cryo writes images
+ *	write O_DIRECT	  around the page cache (n/a where refused)
+ *	read		  read() from the page cache into memory already faulted in
+ *	read, fresh	  read() from the page cache into fresh memory, which the
+ *			  kernel must allocate and zero first, as in a restore:
+ *			  the restore bound. mmap(MAP_POPULATE) and read() are
+ *			  timed together (populating first is ~1.5 times as fast
+ *			  as taking one page fault per page, here)
+ *	read O_DIRECT	  around the page cache (the device's speed; on tmpfs
+ *			  about the cached figure), into faulted-in memory
+ *	read O_DIRECT, fresh  the same into fresh memory
+ *	read cold, fresh  read() of the file just dropped from the page cache
+ *			  (posix_fadvise DONTNEED: the file is clean) into fresh
+ *			  memory, with the kernel's readahead; the cold-restore
+ *			  bound is the better of this and the previous figure
  *
- * usage: bounds [--mib N] [--json | --vars] [LABEL=DIR ...]
+ * and the codecs cryo offers, configured as cryo configures them (zstd
+ * level 1 with one worker thread per CPU, lz4 default), on 256 MiB of the
+ * "text" pattern in 8 MiB chunks (cryo's chunk size): compression and
+ * decompression speed in uncompressed bytes per second, and the ratio.
+ *
+ * Page-cache dropping needs root and is global, so the cold read figures
+ * come from O_DIRECT instead.
+ *
+ * usage: bounds [--mib N] [--no-codecs] [--json | --vars] [LABEL=DIR ...]
  *
  * --vars prints KEY=VALUE lines for a shell (bench/run.sh evaluates them):
- * memcpy_gbps, and LABEL_write_gbps, LABEL_read_cached_gbps,
- * LABEL_read_direct_gbps per directory (empty when not measurable).
+ * memcpy_gbps, pvr_gbps, LABEL_{write,write_fsync,write_direct,read_cached,
+ * read_fresh,read_direct,read_direct_fresh,read_cold_fresh}_gbps per directory, and
+ * {zstd,lz4}_{compress_gbps,decompress_gbps,ratio} (empty when not measured).
  * GB/s are 10^9 bytes per second.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <lz4.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/statvfs.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <zstd.h>
+
+#include "patterns.h"
 
 #define MIB			(1024UL * 1024)
 #define DEFAULT_FILE_MIB	1024
 #define MEMCPY_BUF_MIB		256	/* far beyond any last-level cache */
 #define MEMCPY_ROUNDS		3	/* best of: the first pays for page faults */
 #define MEMCPY_COPIES		4	/* per round */
+#define PVR_MAX_MIB		1024
+#define PVR_ROUNDS		3
 #define IO_ROUNDS		3	/* best of, for each storage figure */
 #define IO_CHUNK_BYTES		(4 * MIB)	/* mmap()ed, so page-aligned for O_DIRECT */
+#define CODEC_CHUNK_BYTES	(8 * MIB)	/* cryo's chunk (src/dump/pages.c) */
+#define CODEC_DATA_MIB		256
+#define CODEC_ROUNDS		2
+#define ZSTD_LEVEL		1	/* cryo's default (src/image/codec.c) */
 #define FREE_SPACE_MARGIN_MIB	64
 #define MAX_DIRS		8
 #define NO_FIGURE		(-1.0)
 
 enum output { OUT_TEXT, OUT_JSON, OUT_VARS };
 
+enum io_figure {
+	IO_WRITE, IO_WRITE_FSYNC, IO_WRITE_DIRECT,
+	IO_READ_CACHED, IO_READ_FRESH, IO_READ_DIRECT, IO_READ_DIRECT_FRESH, IO_READ_COLD_FRESH,
+	IO_COUNT
+};
+
+static const struct {
+	const char *key, *text;
+} io_names[IO_COUNT] = {
+	[IO_WRITE] = { "write_gbps", "write (page cache)" },
+	[IO_WRITE_FSYNC] = { "write_fsync_gbps", "write+fsync" },
+	[IO_WRITE_DIRECT] = { "write_direct_gbps", "write O_DIRECT" },
+	[IO_READ_CACHED] = { "read_cached_gbps", "read (page cache)" },
+	[IO_READ_FRESH] = { "read_fresh_gbps", "read into fresh memory" },
+	[IO_READ_DIRECT] = { "read_direct_gbps", "read O_DIRECT" },
+	[IO_READ_DIRECT_FRESH] = { "read_direct_fresh_gbps", "read O_DIRECT, fresh memory" },
+	[IO_READ_COLD_FRESH] = { "read_cold_fresh_gbps", "read cold, fresh memory" },
+};
+
 struct storage {
 	const char *label, *dir;
-	double write_gbps, read_cached_gbps, read_direct_gbps;
+	double gbps[IO_COUNT];
 	char skipped[128];	/* why nothing was measured, or "" */
 };
+
+enum codec_figure { CODEC_COMPRESS, CODEC_DECOMPRESS, CODEC_RATIO, CODEC_FIGURES };
+static const char *const codec_keys[CODEC_FIGURES] = { "compress_gbps", "decompress_gbps",
+						       "ratio" };
+enum { CODEC_ZSTD, CODEC_LZ4, CODECS };
+static const char *const codec_names[CODECS] = { "zstd", "lz4" };
 
 static double now_s(void)
 {
@@ -68,6 +130,12 @@ static double now_s(void)
 static double gbps(uint64_t bytes, double seconds)
 {
 	return bytes / seconds / 1e9;
+}
+
+static void keep_best(double *best, uint64_t bytes, double seconds)
+{
+	if (seconds > 0 && gbps(bytes, seconds) > *best)
+		*best = gbps(bytes, seconds);
 }
 
 static void *map_buffer(size_t bytes)
@@ -84,21 +152,14 @@ static void *map_buffer(size_t bytes)
 /* Random bytes, so no layer on the way can compress or skip zeros. */
 static void fill_random(void *p, size_t bytes)
 {
-	uint64_t *w = p, x = 0x9e3779b97f4a7c15ULL;
-
-	for (size_t i = 0; i < bytes / sizeof(*w); i++) {
-		x ^= x << 13;
-		x ^= x >> 7;
-		x ^= x << 17;
-		w[i] = x;
-	}
+	pattern_fill(p, bytes, 0, PAT_RANDOM, 1);
 }
 
 static double measure_memcpy(void)
 {
 	size_t bytes = MEMCPY_BUF_MIB * MIB;
 	char *src = map_buffer(bytes), *dst = map_buffer(bytes);
-	double best = 0;
+	double best = NO_FIGURE;
 
 	fill_random(src, bytes);
 	for (int r = 0; r < MEMCPY_ROUNDS; r++) {
@@ -109,50 +170,135 @@ static double measure_memcpy(void)
 			/* Keep the compiler from proving the copies useless. */
 			__asm__ volatile("" : : "r"(dst) : "memory");
 		}
-		t = now_s() - t;
-		if (gbps(bytes * MEMCPY_COPIES, t) > best)
-			best = gbps(bytes * MEMCPY_COPIES, t);
+		keep_best(&best, bytes * MEMCPY_COPIES, now_s() - t);
 	}
 	munmap(src, bytes);
 	munmap(dst, bytes);
 	return best;
 }
 
-/* Write bytes from buf (as large) in IO_CHUNK_BYTES calls, then fsync. */
-static int write_file(int fd, const char *buf, uint64_t bytes)
+/*
+ * A child fills `bytes` of random memory and waits; we copy it out with
+ * process_vm_readv, CODEC_CHUNK_BYTES per call into one reused buffer, as
+ * cryo does.
+ */
+static double measure_pvr(size_t bytes)
 {
-	for (uint64_t done = 0; done < bytes; done += IO_CHUNK_BYTES) {
-		ssize_t n = write(fd, buf + done, IO_CHUNK_BYTES);
+	char *src = map_buffer(bytes), *dst = map_buffer(CODEC_CHUNK_BYTES);
+	double best = NO_FIGURE;
+	int ready[2];
+	pid_t pid;
+	char c;
 
-		if (n != (ssize_t)IO_CHUNK_BYTES)
-			return n < 0 ? -errno : -EIO;
+	if (pipe(ready))
+		return NO_FIGURE;
+	pid = fork();
+	if (pid < 0)
+		return NO_FIGURE;
+	if (pid == 0) {
+		fill_random(src, bytes);
+		if (write(ready[1], "r", 1) != 1)
+			_exit(1);
+		for (;;)
+			pause();
 	}
-	return fsync(fd) ? -errno : 0;
+	close(ready[1]);
+	munmap(src, bytes);	/* ours was never touched: the child's is the copy */
+	if (read(ready[0], &c, 1) != 1)
+		goto out;
+	memset(dst, 0, CODEC_CHUNK_BYTES);
+	for (int r = 0; r < PVR_ROUNDS; r++) {
+		double t = now_s();
+		size_t done;
+
+		for (done = 0; done < bytes; done += CODEC_CHUNK_BYTES) {
+			struct iovec local = { dst, CODEC_CHUNK_BYTES };
+			struct iovec remote = { src + done, CODEC_CHUNK_BYTES };
+
+			if (process_vm_readv(pid, &local, 1, &remote, 1, 0) != CODEC_CHUNK_BYTES)
+				break;
+		}
+		if (done < bytes) {
+			fprintf(stderr, "bounds: process_vm_readv: %s\n", strerror(errno));
+			break;
+		}
+		keep_best(&best, bytes, now_s() - t);
+	}
+out:
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	close(ready[0]);
+	munmap(dst, CODEC_CHUNK_BYTES);
+	return best;
 }
 
-/* Read the whole file into buf (as large); returns seconds, or a negative errno. */
-static double read_file(const char *path, int flags, char *buf, uint64_t bytes)
+/* Write bytes from buf (as large) in IO_CHUNK_BYTES calls; seconds or -errno. */
+static double write_file(const char *path, int flags, int do_fsync, const char *buf,
+			 uint64_t bytes)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC | flags);
-	double t = now_s();
-	uint64_t done = 0;
-	ssize_t n = 0;
+	int fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC | flags);
+	double t;
 
 	if (fd < 0)
 		return -errno;
-	while (done < bytes && (n = read(fd, buf + done, IO_CHUNK_BYTES)) > 0)
-		done += n;
-	t = now_s() - t;
-	if (n < 0)
+	t = now_s();
+	for (uint64_t done = 0; done < bytes; done += IO_CHUNK_BYTES) {
+		ssize_t n = write(fd, buf + done, IO_CHUNK_BYTES);
+
+		if (n != (ssize_t)IO_CHUNK_BYTES) {
+			t = n < 0 ? -errno : -EIO;
+			close(fd);
+			return t;
+		}
+	}
+	if (do_fsync && fsync(fd)) {
 		t = -errno;
+		close(fd);
+		return t;
+	}
+	t = now_s() - t;
 	close(fd);
 	return t;
 }
 
-static void keep_best(double *best, uint64_t bytes, double seconds)
+/*
+ * Read the whole file into buf (as large; NULL: into a fresh mapping, whose
+ * allocation is part of the time), after dropping it from the page cache
+ * if cold; seconds, or a negative errno.
+ */
+static double read_file(const char *path, int flags, int cold, char *buf, uint64_t bytes)
 {
-	if (seconds > 0 && gbps(bytes, seconds) > *best)
-		*best = gbps(bytes, seconds);
+	int fd = open(path, O_RDONLY | O_CLOEXEC | flags);
+	char *dst = buf;
+	uint64_t done = 0;
+	ssize_t n = 0;
+	double t;
+
+	if (fd < 0)
+		return -errno;
+	if (cold && posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)) {
+		close(fd);
+		return -EINVAL;
+	}
+	t = now_s();
+	if (!dst) {
+		dst = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+		if (dst == MAP_FAILED) {
+			t = -errno;
+			close(fd);
+			return t;
+		}
+	}
+	while (done < bytes && (n = read(fd, dst + done, IO_CHUNK_BYTES)) > 0)
+		done += n;
+	t = now_s() - t;
+	if (n < 0)
+		t = -errno;
+	if (!buf)
+		munmap(dst, bytes);
+	close(fd);
+	return t;
 }
 
 static void measure_storage(struct storage *s, uint64_t bytes, char *buf)
@@ -160,9 +306,10 @@ static void measure_storage(struct storage *s, uint64_t bytes, char *buf)
 	struct statvfs vfs;
 	char path[4096];
 	double t;
-	int fd, ret;
+	int fd;
 
-	s->write_gbps = s->read_cached_gbps = s->read_direct_gbps = NO_FIGURE;
+	for (int i = 0; i < IO_COUNT; i++)
+		s->gbps[i] = NO_FIGURE;
 	if (statvfs(s->dir, &vfs) == 0 &&
 	    (uint64_t)vfs.f_bavail * vfs.f_frsize < bytes + FREE_SPACE_MARGIN_MIB * MIB) {
 		snprintf(s->skipped, sizeof(s->skipped), "only %llu MiB free",
@@ -177,62 +324,144 @@ static void measure_storage(struct storage *s, uint64_t bytes, char *buf)
 		return;
 	}
 	close(fd);
-	/*
-	 * Best of several rounds: a bound is what the machine can do. In a VM
-	 * the first touch of guest memory the host has not backed yet (tmpfs
-	 * pages, here) is several times slower than any later one.
-	 */
 	for (int r = 0; r < IO_ROUNDS; r++) {
-		fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
-		if (fd < 0) {
-			snprintf(s->skipped, sizeof(s->skipped), "open: %s", strerror(errno));
+		/* Some file systems refuse O_DIRECT (EINVAL): no figure, not an error. */
+		keep_best(&s->gbps[IO_WRITE_DIRECT], bytes, write_file(path, O_DIRECT, 0, buf, bytes));
+		keep_best(&s->gbps[IO_WRITE], bytes, write_file(path, 0, 0, buf, bytes));
+		/* last, so the file is clean for the reads */
+		t = write_file(path, 0, 1, buf, bytes);
+		if (t < 0) {
+			snprintf(s->skipped, sizeof(s->skipped), "write: %s", strerror((int)-t));
+			for (int i = 0; i < IO_COUNT; i++)
+				s->gbps[i] = NO_FIGURE;
 			goto out;
 		}
-		t = now_s();
-		ret = write_file(fd, buf, bytes);
-		t = now_s() - t;
-		close(fd);
-		if (ret) {
-			snprintf(s->skipped, sizeof(s->skipped), "write: %s", strerror(-ret));
-			s->write_gbps = NO_FIGURE;
-			goto out;
-		}
-		keep_best(&s->write_gbps, bytes, t);
+		keep_best(&s->gbps[IO_WRITE_FSYNC], bytes, t);
 	}
 	for (int r = 0; r < IO_ROUNDS; r++) {
-		keep_best(&s->read_cached_gbps, bytes, read_file(path, 0, buf, bytes));
-		/* Some file systems refuse O_DIRECT (EINVAL): no figure, not an error. */
-		keep_best(&s->read_direct_gbps, bytes, read_file(path, O_DIRECT, buf, bytes));
+		keep_best(&s->gbps[IO_READ_CACHED], bytes, read_file(path, 0, 0, buf, bytes));
+		keep_best(&s->gbps[IO_READ_FRESH], bytes, read_file(path, 0, 0, NULL, bytes));
+		keep_best(&s->gbps[IO_READ_DIRECT], bytes, read_file(path, O_DIRECT, 0, buf, bytes));
+		keep_best(&s->gbps[IO_READ_DIRECT_FRESH], bytes,
+			  read_file(path, O_DIRECT, 0, NULL, bytes));
+		keep_best(&s->gbps[IO_READ_COLD_FRESH], bytes, read_file(path, 0, 1, NULL, bytes));
 	}
 out:
 	unlink(path);
 }
 
-static void print_figure(const char *what, double v)
+/* Compress CODEC_DATA_MIB of text chunk by chunk, as cryo does, and back. */
+static void measure_codecs(double fig[CODECS][CODEC_FIGURES])
 {
-	if (v < 0)
-		printf("  %-40s %8s\n", what, "n/a");
-	else
-		printf("  %-40s %8.2f GB/s\n", what, v);
+	size_t bytes = CODEC_DATA_MIB * MIB, nchunks = bytes / CODEC_CHUNK_BYTES;
+	size_t cap = ZSTD_compressBound(CODEC_CHUNK_BYTES);
+	char *src = map_buffer(bytes), *out = map_buffer(nchunks * cap);
+	char *raw = map_buffer(CODEC_CHUNK_BYTES);
+	size_t *clen = calloc(nchunks, sizeof(*clen));
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	ZSTD_CCtx *z = ZSTD_createCCtx();
+
+	if ((size_t)LZ4_compressBound(CODEC_CHUNK_BYTES) > cap)
+		cap = LZ4_compressBound(CODEC_CHUNK_BYTES);
+	for (int k = 0; k < CODECS; k++)
+		for (int f = 0; f < CODEC_FIGURES; f++)
+			fig[k][f] = NO_FIGURE;
+	if (!clen || !z)
+		goto out;
+	ZSTD_CCtx_setParameter(z, ZSTD_c_compressionLevel, ZSTD_LEVEL);
+	if (cpus > 1)
+		ZSTD_CCtx_setParameter(z, ZSTD_c_nbWorkers, (int)cpus);
+	pattern_fill((uint8_t *)src, bytes, 0, PAT_TEXT, 1);
+	memset(raw, 0, CODEC_CHUNK_BYTES);
+	for (int k = 0; k < CODECS; k++) {
+		for (int r = 0; r < CODEC_ROUNDS; r++) {
+			uint64_t total = 0;
+			double t = now_s();
+
+			for (size_t i = 0; i < nchunks; i++) {
+				const char *in = src + i * CODEC_CHUNK_BYTES;
+				char *o = out + i * cap;
+
+				if (k == CODEC_ZSTD) {
+					size_t n = ZSTD_compress2(z, o, cap, in, CODEC_CHUNK_BYTES);
+
+					clen[i] = ZSTD_isError(n) ? 0 : n;
+				} else {
+					int n = LZ4_compress_default(in, o, CODEC_CHUNK_BYTES, (int)cap);
+
+					clen[i] = n > 0 ? (size_t)n : 0;
+				}
+				if (!clen[i])
+					goto out;
+				total += clen[i];
+			}
+			keep_best(&fig[k][CODEC_COMPRESS], bytes, now_s() - t);
+			fig[k][CODEC_RATIO] = (double)bytes / total;
+		}
+		for (int r = 0; r < CODEC_ROUNDS; r++) {
+			double t = now_s();
+
+			for (size_t i = 0; i < nchunks; i++) {
+				const char *in = out + i * cap;
+				int ok;
+
+				if (k == CODEC_ZSTD)
+					ok = ZSTD_decompress(raw, CODEC_CHUNK_BYTES, in, clen[i]) ==
+					     CODEC_CHUNK_BYTES;
+				else
+					ok = LZ4_decompress_safe(in, raw, (int)clen[i],
+								 CODEC_CHUNK_BYTES) ==
+					     (int)CODEC_CHUNK_BYTES;
+				if (!ok || memcmp(raw, src + i * CODEC_CHUNK_BYTES, 64)) {
+					fig[k][CODEC_DECOMPRESS] = NO_FIGURE;
+					goto out;
+				}
+			}
+			keep_best(&fig[k][CODEC_DECOMPRESS], bytes, now_s() - t);
+		}
+	}
+out:
+	ZSTD_freeCCtx(z);
+	free(clen);
+	munmap(src, bytes);
+	munmap(out, nchunks * cap);
+	munmap(raw, CODEC_CHUNK_BYTES);
 }
 
-static void print_text(double memcpy_gbps, const struct storage *s, int n, unsigned mib)
+static void print_figure(const char *what, double v, const char *unit)
 {
-	char what[128];
+	if (v < 0)
+		printf("  %-46s %8s\n", what, "n/a");
+	else
+		printf("  %-46s %8.2f %s\n", what, v, unit);
+}
+
+static void print_text(double memcpy_gbps, double pvr_gbps, const struct storage *s, int n,
+		       unsigned mib, double codec[CODECS][CODEC_FIGURES], int codecs)
+{
+	char what[160];
 
 	printf("bounds (%u MiB files, %d MiB memcpy buffers)\n", mib, MEMCPY_BUF_MIB);
-	print_figure("memcpy", memcpy_gbps);
+	print_figure("memcpy", memcpy_gbps, "GB/s");
+	print_figure("process_vm_readv from another process", pvr_gbps, "GB/s");
 	for (int i = 0; i < n; i++) {
 		if (s[i].skipped[0]) {
 			printf("  %s (%s): skipped, %s\n", s[i].label, s[i].dir, s[i].skipped);
 			continue;
 		}
-		snprintf(what, sizeof(what), "%s (%s) write+fsync", s[i].label, s[i].dir);
-		print_figure(what, s[i].write_gbps);
-		snprintf(what, sizeof(what), "%s (%s) read, cached", s[i].label, s[i].dir);
-		print_figure(what, s[i].read_cached_gbps);
-		snprintf(what, sizeof(what), "%s (%s) read, O_DIRECT", s[i].label, s[i].dir);
-		print_figure(what, s[i].read_direct_gbps);
+		for (int f = 0; f < IO_COUNT; f++) {
+			snprintf(what, sizeof(what), "%s (%s) %s", s[i].label, s[i].dir,
+				 io_names[f].text);
+			print_figure(what, s[i].gbps[f], "GB/s");
+		}
+	}
+	for (int k = 0; codecs && k < CODECS; k++) {
+		snprintf(what, sizeof(what), "%s compress (text, 8 MiB chunks)", codec_names[k]);
+		print_figure(what, codec[k][CODEC_COMPRESS], "GB/s");
+		snprintf(what, sizeof(what), "%s decompress", codec_names[k]);
+		print_figure(what, codec[k][CODEC_DECOMPRESS], "GB/s");
+		snprintf(what, sizeof(what), "%s ratio", codec_names[k]);
+		print_figure(what, codec[k][CODEC_RATIO], ": 1");
 	}
 }
 
@@ -244,14 +473,17 @@ static void print_var(const char *label, const char *key, double v)
 		printf("%s%s%s=%.3f\n", label, *label ? "_" : "", key, v);
 }
 
-static void print_vars(double memcpy_gbps, const struct storage *s, int n)
+static void print_vars(double memcpy_gbps, double pvr_gbps, const struct storage *s, int n,
+		       double codec[CODECS][CODEC_FIGURES], int codecs)
 {
 	print_var("", "memcpy_gbps", memcpy_gbps);
-	for (int i = 0; i < n; i++) {
-		print_var(s[i].label, "write_gbps", s[i].write_gbps);
-		print_var(s[i].label, "read_cached_gbps", s[i].read_cached_gbps);
-		print_var(s[i].label, "read_direct_gbps", s[i].read_direct_gbps);
-	}
+	print_var("", "pvr_gbps", pvr_gbps);
+	for (int i = 0; i < n; i++)
+		for (int f = 0; f < IO_COUNT; f++)
+			print_var(s[i].label, io_names[f].key, s[i].gbps[f]);
+	for (int k = 0; k < CODECS; k++)
+		for (int f = 0; f < CODEC_FIGURES; f++)
+			print_var(codec_names[k], codec_keys[f], codecs ? codec[k][f] : NO_FIGURE);
 }
 
 static void print_json_figure(const char *key, double v, const char *sep)
@@ -263,18 +495,29 @@ static void print_json_figure(const char *key, double v, const char *sep)
 }
 
 /* Labels and directories are checked to need no JSON escaping. */
-static void print_json(double memcpy_gbps, const struct storage *s, int n, unsigned mib)
+static void print_json(double memcpy_gbps, double pvr_gbps, const struct storage *s, int n,
+		       unsigned mib, double codec[CODECS][CODEC_FIGURES], int codecs)
 {
 	printf("{\"file_mib\": %u, \"memcpy_buffer_mib\": %d, ", mib, MEMCPY_BUF_MIB);
 	print_json_figure("memcpy_gbps", memcpy_gbps, ", ");
+	print_json_figure("pvr_gbps", pvr_gbps, ", ");
 	printf("\"storage\": {");
 	for (int i = 0; i < n; i++) {
-		printf("%s\"%s\": {\"dir\": \"%s\", ", i ? ", " : "", s[i].label, s[i].dir);
-		print_json_figure("write_gbps", s[i].write_gbps, ", ");
-		print_json_figure("read_cached_gbps", s[i].read_cached_gbps, ", ");
-		print_json_figure("read_direct_gbps", s[i].read_direct_gbps, "");
+		printf("%s\"%s\": {\"dir\": \"%s\"", i ? ", " : "", s[i].label, s[i].dir);
+		for (int f = 0; f < IO_COUNT; f++) {
+			printf(", ");
+			print_json_figure(io_names[f].key, s[i].gbps[f], "");
+		}
 		if (s[i].skipped[0])
 			printf(", \"skipped\": \"%s\"", s[i].skipped);
+		printf("}");
+	}
+	printf("}, \"codecs\": {");
+	for (int k = 0; k < CODECS; k++) {
+		printf("%s\"%s\": {", k ? ", " : "", codec_names[k]);
+		for (int f = 0; f < CODEC_FIGURES; f++)
+			print_json_figure(codec_keys[f], codecs ? codec[k][f] : NO_FIGURE,
+					  f + 1 < CODEC_FIGURES ? ", " : "");
 		printf("}");
 	}
 	printf("}}\n");
@@ -291,8 +534,9 @@ static int is_plain(const char *s, const char *extra)
 
 static void usage(void)
 {
-	fputs("usage: bounds [--mib N] [--json | --vars] [LABEL=DIR ...]\n"
-	      "Measure memcpy and storage bandwidth (default dirs: tmpfs=/dev/shm disk=/var/tmp).\n",
+	fputs("usage: bounds [--mib N] [--no-codecs] [--json | --vars] [LABEL=DIR ...]\n"
+	      "Measure memory, process_vm_readv, storage and codec bandwidth\n"
+	      "(default dirs: tmpfs=/dev/shm disk=/var/tmp).\n",
 	      stderr);
 	exit(64);
 }
@@ -300,11 +544,12 @@ static void usage(void)
 int main(int argc, char **argv)
 {
 	struct storage dirs[MAX_DIRS];
+	double codec[CODECS][CODEC_FIGURES];
 	enum output out = OUT_TEXT;
 	unsigned mib = DEFAULT_FILE_MIB;
-	double memcpy_gbps;
+	double memcpy_gbps, pvr_gbps;
+	int n = 0, codecs = 1;
 	char *buf;
-	int n = 0;
 
 	for (int i = 1; i < argc; i++) {
 		char *eq = strchr(argv[i], '=');
@@ -313,9 +558,11 @@ int main(int argc, char **argv)
 			out = OUT_JSON;
 		} else if (!strcmp(argv[i], "--vars")) {
 			out = OUT_VARS;
+		} else if (!strcmp(argv[i], "--no-codecs")) {
+			codecs = 0;
 		} else if (!strcmp(argv[i], "--mib") && i + 1 < argc) {
 			mib = strtoul(argv[++i], NULL, 10);
-			if (!mib || mib * MIB % IO_CHUNK_BYTES)
+			if (!mib || mib * MIB % CODEC_CHUNK_BYTES)
 				usage();
 		} else if (eq && n < MAX_DIRS) {
 			*eq = 0;
@@ -333,21 +580,19 @@ int main(int argc, char **argv)
 	}
 
 	memcpy_gbps = measure_memcpy();
-	/*
-	 * Data goes between the file and a buffer as large as the file, in
-	 * memory already faulted in: like a checkpoint writing a process's
-	 * pages, or a restore filling them, minus cryo's own costs.
-	 */
+	pvr_gbps = measure_pvr((size_t)(mib < PVR_MAX_MIB ? mib : PVR_MAX_MIB) * MIB);
+	if (codecs)
+		measure_codecs(codec);
 	buf = map_buffer((size_t)mib * MIB);
 	fill_random(buf, (size_t)mib * MIB);
 	for (int i = 0; i < n; i++)
 		measure_storage(&dirs[i], (uint64_t)mib * MIB, buf);
 
 	if (out == OUT_JSON)
-		print_json(memcpy_gbps, dirs, n, mib);
+		print_json(memcpy_gbps, pvr_gbps, dirs, n, mib, codec, codecs);
 	else if (out == OUT_VARS)
-		print_vars(memcpy_gbps, dirs, n);
+		print_vars(memcpy_gbps, pvr_gbps, dirs, n, codec, codecs);
 	else
-		print_text(memcpy_gbps, dirs, n, mib);
+		print_text(memcpy_gbps, pvr_gbps, dirs, n, mib, codec, codecs);
 	return 0;
 }

@@ -1,60 +1,95 @@
 #!/bin/bash
-# The first cryo benchmark (`make bench`): how close do checkpoint and
-# restore of a process holding N MiB (default 1024) of random memory come
-# to the machine's physical limits?
+# cryo's benchmark (`make bench`): how close do checkpoint and restore come
+# to the machine's physical limits? Everything in one run:
 #
-# 1. bounds: memcpy, and write+fsync / cached read / O_DIRECT read
-#    bandwidth of tmpfs (/dev/shm) and of the disk (/var/tmp).
-# 2. For each of tmpfs and disk: start bench/memhog, time
-#    `cryo checkpoint PID -o IMG --kill`, then `cryo restore IMG --detach`
-#    until it returns, and check that the restored memhog's memory is
-#    intact (SIGTERM -> PASS). Throughput is image bytes per second;
-#    checkpoint is compared with the storage's write+fsync bound, restore
-#    with its read bound (cached; on disk also cold, against O_DIRECT,
-#    after dropping the image from the page cache).
+# 1. bounds (bench/bounds.c): memcpy; process_vm_readv from another
+#    process; write (page cache, +fsync, O_DIRECT) and read (page cache,
+#    into fresh memory, O_DIRECT) bandwidth of tmpfs (/dev/shm) and of the
+#    disk (/var/tmp); zstd and lz4 speed on text.
+# 2. For each size (1 and 4 GiB), pattern (random, zero, text, sparse: see
+#    bench/patterns.h) and storage (tmpfs, disk): start bench/memhog, then
+#    --runs times: `cryo checkpoint PID -o IMG --kill --stats`, then
+#    `cryo restore IMG --detach` (on disk: first cold, the image dropped
+#    from the page cache, then again from the page cache), delete the image
+#    at once, and have the restored memhog check its memory (SIGUSR1:
+#    PASS or FAIL; the next run checkpoints the restored process). At the
+#    end SIGTERM: memhog checks again, and that untouched pages read zero.
+#    A figure whose check failed is void, and the bench exits non-zero.
+# 3. The same with --compress=zstd and --compress=lz4 on the text pattern,
+#    to disk.
 #
-# usage: bench/run.sh [--json] [--mib N] [--pattern random|zero|text|sparse]
+# Reported for each (best of the runs; every run is in --json): image size,
+# frozen time (cryo's --stats frozen_ms), checkpoint time, restore time
+# (until `cryo restore --detach` returns: the process runs), cryo's peak
+# RSS (wait4), the restored process's peak RSS beyond the original's
+# (what restoring cost inside it), and every time as a ratio to its bound:
+#
+#   ratio = bound seconds / measured seconds   (1.00 = the machine's speed)
+#
+#   checkpoint   max(P / process_vm_readv, I / write+fsync of the storage)
+#                (with a codec also P / its compression speed)
+#   restore      I / read into fresh memory of the storage (cold: O_DIRECT)
+#                (with a codec max(I / read, P / its decompression speed))
+#   frozen       frozen time / time to write all the target's memory to the
+#                storage (the target: <= 1)
+#
+# where P is the memory the target wrote (present pages) and I the image
+# size. The bench only reports: no figure makes it fail, only a failed
+# checkpoint, restore or memory check does.
+#
+# usage: bench/run.sh [--json] [--quick] [--mib "1024 4096"]
+#                     [--patterns "random zero text sparse"]
+#                     [--storage "tmpfs disk"] [--codecs "zstd lz4"]
+#                     [--runs N] [--no-sync] [--no-warm] [--bounds-mib N]
+#   --quick     1 GiB only, tmpfs only (compression then goes to tmpfs)
+#   --codecs "" no compression variants
+#   --no-warm   do not warm up memory before each timed command (see
+#               bench/runstat.c: in this VM, memory that sat free for a few
+#               seconds costs 3-4 times as much to touch again)
 # With --json the report is one JSON document on stdout; progress goes to
-# stderr. Environment: CRYO (default build/cryo), CC, BUILD (default build).
+# stderr. Environment: CRYO (default build/cryo), CC, BUILD (default build),
+# MEM_MARGIN_MIB (memory always left available, default 6144), BENCH_KEEP=1
+# (keep the scratch directory with the raw rows, for debugging).
 set -eu
 
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 CRYO=${CRYO:-build/cryo}
-CC=${CC:-cc}
 BIN=${BUILD:-build}/bench
 TMPFS_DIR=/dev/shm
 DISK_DIR=/var/tmp
-READY_TIMEOUT_S=300	# filling and hashing 1 GiB takes a few seconds
-VERDICT_TIMEOUT_S=300
-MEM_MARGIN_MIB=512
 
 json=0
-mib=1024
-pattern=random
-work=""		# logs
-images=()	# to delete on exit
+sizes="1024 4096"
+patterns="random zero text sparse"
+storages="tmpfs disk"
+codecs="zstd lz4"
+runs=3
+sync=1
+warm=1
+warm_mib=0
+bounds_mib=1024
+work=""
+img=""		# the image in use, deleted on exit
 hog=""		# PID of the live memhog, original or restored
+target_log=""
 failures=0
-rows=()		# JSON objects, one per measurement
-
-log() { if [ "$json" = 1 ]; then printf '%s\n' "$*" >&2; else printf '%s\n' "$*"; fi; }
-die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
-calc() { awk "BEGIN { printf \"%.3f\", $* }"; }
 
 cleanup() {
 	if [ -n "$hog" ] && [ -e "/proc/$hog" ]; then
 		kill -KILL "$hog" 2>/dev/null || true
 	fi
-	if [ "${#images[@]}" -gt 0 ]; then
-		rm -f "${images[@]}"
+	if [ -n "$img" ]; then
+		# and cryo's temporary file, if it was stopped while writing
+		rm -f "$img" "${img%/*}/.${img##*/}.tmp."*
 	fi
-	if [ -n "$work" ]; then
+	if [ -n "$work" ] && [ "${BENCH_KEEP:-0}" != 1 ]; then
 		rm -rf "$work"
 	fi
 }
 
 usage() {
-	echo "usage: bench/run.sh [--json] [--mib N] [--pattern random|zero|text|sparse]" >&2
+	sed -n '/^# usage:/,/^set -eu/p' "$0" | sed -n 's/^# \{0,1\}//p' >&2
 	exit 64
 }
 
@@ -62,216 +97,232 @@ parse_args() {
 	while [ $# -gt 0 ]; do
 		case $1 in
 		--json) json=1 ;;
-		--mib) [ $# -ge 2 ] || usage; mib=$2; shift ;;
-		--pattern) [ $# -ge 2 ] || usage; pattern=$2; shift ;;
+		--quick) sizes=1024; storages=tmpfs ;;
+		--mib) [ $# -ge 2 ] || usage; sizes=$2; shift ;;
+		--patterns | --pattern) [ $# -ge 2 ] || usage; patterns=$2; shift ;;
+		--storage) [ $# -ge 2 ] || usage; storages=$2; shift ;;
+		--codecs) [ $# -ge 2 ] || usage; codecs=$2; shift ;;
+		--runs) [ $# -ge 2 ] || usage; runs=$2; shift ;;
+		--no-sync) sync=0 ;;
+		--no-warm) warm=0 ;;
+		--bounds-mib) [ $# -ge 2 ] || usage; bounds_mib=$2; shift ;;
 		*) usage ;;
 		esac
 		shift
 	done
-	case $mib in '' | *[!0-9]*) usage ;; esac
-	# bounds writes its files in 4 MiB chunks
-	if [ "$mib" -eq 0 ] || [ $((mib % 4)) -ne 0 ]; then
-		die "--mib must be a positive multiple of 4"
-	fi
-}
-
-build() {
-	mkdir -p "$BIN"
-	"$CC" -std=gnu11 -O2 -Wall -Wextra -Werror -o "$BIN/bounds" bench/bounds.c
-	"$CC" -std=gnu11 -O2 -Wall -Wextra -Werror -o "$BIN/memhog" bench/memhog.c
-}
-
-# The tmpfs run holds the memhog, its image in /dev/shm and the restored
-# copy's memory at once.
-check_room() {
-	local avail_mib disk_mib
-	avail_mib=$(awk '/^MemAvailable:/ { print int($2 / 1024) }' /proc/meminfo)
-	[ "$avail_mib" -ge $((3 * mib + MEM_MARGIN_MIB)) ] ||
-		die "needs $((3 * mib + MEM_MARGIN_MIB)) MiB of available memory, has $avail_mib (try --mib)"
-	disk_mib=$(df -Pm "$DISK_DIR" | awk 'NR == 2 { print $4 }')
-	[ "$disk_mib" -ge $((2 * mib + MEM_MARGIN_MIB)) ] ||
-		die "needs $((2 * mib + MEM_MARGIN_MIB)) MiB free in $DISK_DIR, has $disk_mib"
-}
-
-measure_bounds() {
-	log "== bounds ($mib MiB files)"
-	"$BIN/bounds" --mib "$mib" --vars tmpfs="$TMPFS_DIR" disk="$DISK_DIR" >"$work/bounds.vars"
-	# shellcheck disable=SC1091
-	. "$work/bounds.vars"
-	log "$(printf '  %-28s %8s GB/s' memcpy "$(bound memcpy_gbps)")"
-	local t
-	for t in tmpfs disk; do
-		log "$(printf '  %-28s %8s GB/s' "$t write+fsync" "$(bound "${t}_write_gbps")")"
-		log "$(printf '  %-28s %8s GB/s' "$t read, cached" "$(bound "${t}_read_cached_gbps")")"
-		log "$(printf '  %-28s %8s GB/s' "$t read, O_DIRECT" "$(bound "${t}_read_direct_gbps")")"
+	local v
+	for v in $sizes $runs $bounds_mib; do
+		case $v in '' | *[!0-9]* | 0) usage ;; esac
+	done
+	for v in $sizes; do
+		[ $((v % 64)) -eq 0 ] || die "--mib: sizes must be multiples of 64"
+	done
+	[ $((bounds_mib % 8)) -eq 0 ] || die "--bounds-mib must be a multiple of 8"
+	for v in $patterns; do
+		case $v in random | zero | text | sparse) ;; *) usage ;; esac
+	done
+	for v in $storages; do
+		case $v in tmpfs | disk) ;; *) usage ;; esac
+	done
+	for v in $codecs; do
+		case $v in zstd | lz4) ;; *) usage ;; esac
 	done
 }
 
-# The value of a bound by name, or "n/a".
-bound() {
-	local v=${!1:-}
-	echo "${v:-n/a}"
+storage_dir() {
+	case $1 in tmpfs) echo "$TMPFS_DIR" ;; disk) echo "$DISK_DIR" ;; esac
 }
 
-# Start memhog with only stdio: cryo refuses pipes leaked in from whatever
-# runs this script. Its log must be a regular file for the same reason.
-start_memhog_child() {
-	local f
-	for f in "/proc/$BASHPID"/fd/*; do
-		f=${f##*/}
-		[ "$f" -gt 2 ] && eval "exec $f>&-"
-	done
-	exec "$BIN/memhog" -m "$mib" -p "$pattern" >"$work/memhog.log" 2>&1 </dev/null
-}
-
-wait_for_line() {
-	local re=$1 timeout_s=$2 _
-	for _ in $(seq $((timeout_s * 10))); do
-		grep -q "$re" "$work/memhog.log" && return 0
-		sleep 0.1
-	done
-	return 1
-}
-
-# This VM's init reaps orphans up to ~2 s late: a PID is free only once
-# /proc/PID is gone.
-wait_gone() {
-	local p=$1 _
-	for _ in $(seq 100); do
-		[ -e "/proc/$p" ] || return 0
-		sleep 0.1
-	done
-	die "process $p still exists 10 s after it was killed"
-}
-
-# One JSON row: target phase seconds image_bytes bound_name
-record() {
-	local target=$1 phase=$2 secs=$3 bytes=$4 bound_name=$5
-	local bound_gbps rate ratio
-	bound_gbps=$(bound "$bound_name")
-	rate=$(calc "$bytes / $secs / 1e9")
-	if [ "$bound_gbps" = n/a ]; then
-		ratio=null
-		log "$(printf '  %-6s %-16s %7.2f s %7.2f GB/s   (no %s figure)' \
-			"$target" "$phase" "$secs" "$rate" "$bound_name")"
+# Bytes the target wrote (present pages) for a pattern and size.
+present_bytes() {
+	local mib=$1 pattern=$2
+	if [ "$pattern" = sparse ]; then
+		echo $((mib * 1048576 / 16))
 	else
-		ratio=$(calc "$rate / $bound_gbps")
-		log "$(printf '  %-6s %-16s %7.2f s %7.2f GB/s = %5.2f x %s (%s GB/s)' \
-			"$target" "$phase" "$secs" "$rate" "$ratio" "$bound_name" "$bound_gbps")"
+		echo $((mib * 1048576))
 	fi
-	rows+=("$(printf '{"target": "%s", "phase": "%s", "seconds": %s, "image_bytes": %s, "gbps": %s, "bound": "%s", "bound_gbps": %s, "ratio": %s}' \
-		"$target" "$phase" "$secs" "$bytes" "$rate" "$bound_name" \
-		"$([ "$bound_gbps" = n/a ] && echo null || echo "$bound_gbps")" "$ratio")")
 }
 
-# Restore the image, time it, then check the restored memhog and stop it.
-# The log is cut back to what it held at checkpoint, so the verdict read is
-# this restore's: the restored memhog writes at its saved file offset.
-restore_and_verify() {
-	local target=$1 phase=$2 img=$3 bytes=$4 bound_name=$5 orig_pid=$6 log_bytes=$7
-	local t0 t1 pid
-	truncate -s "$log_bytes" "$work/memhog.log"
-	t0=$EPOCHREALTIME
-	if ! pid=$("$CRYO" restore "$img" --detach); then
-		log "  $target $phase: cryo restore failed"
+# One TSV row per measurement, aggregated by report.awk at the end:
+# mib pattern storage codec run phase seconds frozen_ms image_bytes
+# present_bytes rss_kib hwm_extra_kib verdict
+row() {
+	local IFS=$'\t'
+	printf '%s\n' "$*" >>"$work/rows.tsv"
+}
+
+# Restore $img, measure, delete it if asked, check the restored memhog.
+# Sets hog to the restored PID. $1: phase name, $2: 1 to delete the image.
+restore_phase() {
+	local phase=$1 delete=$2 from=$3 hwm0=$4
+	local hwm extra
+	truncate -s "$from" "$target_log"
+	warm_mib=$(warm_size $(($(present_bytes "$mib" "$pattern") / 1048576)))
+	if ! cryo_restore "$img"; then
+		log "  $phase: cryo restore failed"
 		failures=$((failures + 1))
+		row "$mib" "$pattern" "$storage" "$codec" "$run" "$phase" - - - - - - "FAIL: restore failed"
 		return 1
 	fi
-	t1=$EPOCHREALTIME
-	hog=$pid
-	record "$target" "$phase" "$(calc "$t1 - $t0")" "$bytes" "$bound_name"
-	if [ "$pid" != "$orig_pid" ]; then
-		log "  $target $phase: restored as PID $pid, was $orig_pid"
+	[ "$delete" = 1 ] && rm -f "$img"
+	hog=$rs_pid
+	if [ "$rs_pid" != "$orig_pid" ]; then
+		log "  $phase: restored as PID $rs_pid, was $orig_pid"
 		failures=$((failures + 1))
 	fi
-	kill -TERM "$pid"
-	if ! wait_for_line '^PASS\|^FAIL' "$VERDICT_TIMEOUT_S"; then
-		log "  $target $phase: no verdict from the restored memhog"
-		failures=$((failures + 1))
-	elif grep -q '^FAIL' "$work/memhog.log"; then
-		log "  $target $phase: restored memory is wrong: $(grep '^FAIL' "$work/memhog.log")"
-		failures=$((failures + 1))
-	else
-		log "  $target $phase: the restored memhog verified its memory: PASS"
-	fi
-	wait_gone "$pid"
-	hog=""
+	verify_target "$rs_pid" USR1 "$from" || true
+	[ "$verdict" = PASS ] || failures=$((failures + 1))
+	hwm=$(hwm_kib "$rs_pid")
+	extra=$((hwm - hwm0))
+	log "$(printf '  run %d %-12s %7.3f s   cryo RSS %6d KiB, restored peak RSS %+d KiB   %s' \
+		"$run" "$phase" "$rs_secs" "$rs_rss_kib" "$extra" "$verdict")"
+	row "$mib" "$pattern" "$storage" "$codec" "$run" "$phase" "$rs_secs" - "$ck_image_bytes" \
+		"$(present_bytes "$mib" "$pattern")" "$rs_rss_kib" "$extra" "$verdict"
+	[ "$verdict" = PASS ]
 }
 
-bench_target() {
-	local target=$1 dir=$2 img pid t0 t1 bytes log_bytes ok
+# One workload: memhog of $mib MiB with $pattern, images on $storage,
+# compressed with $codec (none: not), $runs checkpoint/restore cycles.
+workload() {
+	mib=$1 pattern=$2 storage=$3 codec=$4
+	local dir need avail from hwm0 args=()
+	dir=$(storage_dir "$storage")
 	img="$dir/cryo-bench.$$.img"
-	images+=("$img")
-	log "== $target: $mib MiB $pattern, image $img"
+	[ "$codec" = none ] || args+=("--compress=$codec")
+	[ "$sync" = 1 ] || args+=(--no-sync)
+	log "== $mib MiB $pattern -> $storage${args[*]:+ (${args[*]})}"
 
-	start_memhog_child &
-	pid=$!
-	hog=$pid
-	wait_for_line '^READY' "$READY_TIMEOUT_S" || die "memhog did not get ready"
-
-	# The shell's stderr is muted while its killed child is reaped, or bash
-	# would announce "Killed"; cryo's messages still go to fd 3.
-	{
-		t0=$EPOCHREALTIME
-		ok=1
-		"$CRYO" checkpoint "$pid" -o "$img" --kill 2>&3 || ok=0
-		t1=$EPOCHREALTIME
-		[ "$ok" = 1 ] || kill -KILL "$pid" 2>/dev/null || true
-		wait "$pid" || true
-	} 3>&2 2>/dev/null
-	hog=""
-	if [ "$ok" = 0 ]; then
-		log "  $target: cryo checkpoint failed"
-		failures=$((failures + 1))
+	# memhog, then its image, then the restored memhog and the image (on
+	# tmpfs) are in memory at once; the image is gone before the next run.
+	need=$((mib + MEM_MARGIN_MIB))
+	[ "$storage" = tmpfs ] && need=$((need + mib))
+	avail=$(mem_avail_mib)
+	if [ "$avail" -lt "$need" ]; then
+		log "  skipped: needs $need MiB of available memory, has $avail"
+		row "$mib" "$pattern" "$storage" "$codec" 0 skipped - - - - - - "skipped: memory"
 		return 0
 	fi
-	wait_gone "$pid"
-	bytes=$(stat -c %s "$img")
-	log_bytes=$(stat -c %s "$work/memhog.log")
-	log "  image: $((bytes / 1048576)) MiB for $mib MiB of memory"
-	record "$target" checkpoint "$(calc "$t1 - $t0")" "$bytes" "${target}_write_gbps"
-
-	if [ "$target" = disk ]; then
-		# Cold: the image leaves the page cache (it is clean: cryo fsynced it).
-		dd if="$img" iflag=nocache count=0 status=none
-		restore_and_verify "$target" restore-cold "$img" "$bytes" disk_read_direct_gbps \
-			"$pid" "$log_bytes" || return 0
+	if [ "$storage" = disk ] && [ "$(disk_avail_mib "$dir")" -lt $((mib + 1024)) ]; then
+		log "  skipped: not enough room in $dir"
+		row "$mib" "$pattern" "$storage" "$codec" 0 skipped - - - - - - "skipped: disk"
+		return 0
 	fi
-	restore_and_verify "$target" restore "$img" "$bytes" "${target}_read_cached_gbps" \
-		"$pid" "$log_bytes" || true
-	rm -f "$img"
+
+	target_log="$work/memhog.log"
+	start_target "$BIN/memhog" -m "$mib" -p "$pattern" &
+	hog=$!
+	orig_pid=$hog
+	wait_for_line '^READY' 0 "$READY_TIMEOUT_S" || die "memhog did not get ready"
+	hwm0=$(hwm_kib "$hog")
+
+	for run in $(seq "$runs"); do
+		from=$(stat -c %s "$target_log")
+		warm_mib=$(warm_size $(($(present_bytes "$mib" "$pattern") / 1048576)))
+		if ! cryo_checkpoint "$hog" "$img" "${args[@]}"; then
+			log "  run $run: cryo checkpoint failed"
+			failures=$((failures + 1))
+			row "$mib" "$pattern" "$storage" "$codec" "$run" checkpoint - - - - - - \
+				"FAIL: checkpoint failed"
+			hog=""
+			rm -f "$img"
+			return 0
+		fi
+		hog=""
+		log "$(printf '  run %d checkpoint   %7.3f s   cryo RSS %6d KiB, frozen %.1f ms, image %d MiB' \
+			"$run" "$ck_secs" "$ck_rss_kib" "$ck_frozen_ms" $((ck_image_bytes / 1048576)))"
+		row "$mib" "$pattern" "$storage" "$codec" "$run" checkpoint "$ck_secs" "$ck_frozen_ms" \
+			"$ck_image_bytes" "$(present_bytes "$mib" "$pattern")" "$ck_rss_kib" - ok
+		if [ "$storage" = disk ]; then
+			drop_cache "$img"
+			if ! restore_phase restore-cold 0 "$from" "$hwm0"; then
+				[ -n "$hog" ] && { kill -KILL "$hog" 2>/dev/null || true; }
+				[ -n "$hog" ] && wait_gone "$hog"
+				hog=""
+				rm -f "$img"
+				return 0
+			fi
+			kill -KILL "$hog"
+			wait_gone "$hog"
+			hog=""
+		fi
+		if ! restore_phase restore 1 "$from" "$hwm0"; then
+			[ -n "$hog" ] && { kill -KILL "$hog" 2>/dev/null || true; }
+			[ -n "$hog" ] && wait_gone "$hog"
+			hog=""
+			rm -f "$img"
+			return 0
+		fi
+	done
+	img=""
+
+	# The final check also reads every page never written.
+	from=$(stat -c %s "$target_log")
+	if verify_target "$hog" TERM "$from"; then
+		log "  final check (untouched pages read zero too): PASS"
+	else
+		log "  final check: $verdict"
+		failures=$((failures + 1))
+		row "$mib" "$pattern" "$storage" "$codec" "$runs" final - - - - - - "$verdict"
+	fi
+	wait_gone "$hog"
+	hog=""
 }
 
-print_json() {
-	local i v
-	printf '{"mib": %s, "pattern": "%s", "bounds": {' "$mib" "$pattern"
-	printf '"memcpy_gbps": %s' "${memcpy_gbps:-null}"
-	for v in tmpfs_write_gbps tmpfs_read_cached_gbps tmpfs_read_direct_gbps \
-		disk_write_gbps disk_read_cached_gbps disk_read_direct_gbps; do
-		printf ', "%s": %s' "$v" "${!v:-null}"
-	done
-	printf '}, "results": ['
-	for i in "${!rows[@]}"; do
-		[ "$i" -gt 0 ] && printf ', '
-		printf '%s' "${rows[$i]}"
-	done
-	printf '], "failures": %s}\n' "$failures"
+report() {
+	local mode=$1
+	awk -F'\t' -v mode="$mode" -v runs="$runs" -v sync="$sync" -v warm="$warm" -v failures="$failures" \
+		-v cryo="$cryo_id" -v date="$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+		-v bounds_file="$work/bounds.vars" -v bounds_mib="$bounds_mib" \
+		-f bench/report.awk "$work/rows.tsv"
 }
 
 main() {
 	parse_args "$@"
 	[ -x "$CRYO" ] || die "$CRYO not built (run make first)"
 	trap cleanup EXIT
+	trap 'exit 130' INT TERM
 	work=$(mktemp -d /tmp/cryo-bench.XXXXXX)
-	build
-	check_room
-	measure_bounds
-	bench_target tmpfs "$TMPFS_DIR"
-	bench_target disk "$DISK_DIR"
+	cryo_id=$(cryo_identity)
+	log "== cryo: $cryo_id"
+	: >"$work/rows.tsv"
+	bench_build
+	local avail
+	avail=$(mem_avail_mib)
+	[ "$avail" -ge $((2 * bounds_mib + MEM_MARGIN_MIB)) ] ||
+		die "bounds need $((2 * bounds_mib + MEM_MARGIN_MIB)) MiB available, have $avail"
+
+	local dirs=() s
+	for s in $storages; do
+		dirs+=("$s=$(storage_dir "$s")")
+	done
+	log "== bounds ($bounds_mib MiB files; best of several rounds)"
+	local nocodec=()
+	[ -n "$codecs" ] || nocodec=(--no-codecs)
+	"$BIN/bounds" --mib "$bounds_mib" "${nocodec[@]}" --vars "${dirs[@]}" >"$work/bounds.vars"
+	report bounds | while IFS= read -r l; do log "$l"; done
+
+	local mib pattern storage codec_storage
+	for mib in $sizes; do
+		for pattern in $patterns; do
+			for storage in $storages; do
+				workload "$mib" "$pattern" "$storage" none
+			done
+		done
+		# compression: to disk (or wherever images go when it is not measured)
+		codec_storage=tmpfs
+		case " $storages " in *" disk "*) codec_storage=disk ;; esac
+		for codec in $codecs; do
+			workload "$mib" text "$codec_storage" "$codec"
+		done
+	done
+
 	if [ "$json" = 1 ]; then
-		print_json
+		report json
+		report table >&2
+	else
+		report table
 	fi
-	[ "$failures" -eq 0 ] || die "$failures failure(s)"
+	[ "$failures" -eq 0 ] || die "$failures failure(s): the figures of failed runs are void"
 	log "== done"
 }
 

@@ -354,9 +354,7 @@ static int plan_layout(struct restore_ctx *r, struct layout *l, size_t args_byte
 	for (int i = 0; i < l->nr_own; i++) {
 		if (busy_add(&b, l->own[i].start, l->own[i].end))
 			return CRYO_ERESTORE;
-		if (l->own[i].path[0] == '[' && strncmp(l->own[i].path, "[vdso]", 6) &&
-		    strncmp(l->own[i].path, "[vvar", 5))
-			continue;
+		/* room to park our own vDSO areas while the image's are put in place */
 		if (!strcmp(l->own[i].path, "[vdso]") || !strncmp(l->own[i].path, "[vvar", 5))
 			park_len += l->own[i].end - l->own[i].start;
 	}

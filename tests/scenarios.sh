@@ -2,6 +2,8 @@
 # Scenarios the runner's one-program-per-test model does not cover:
 #  - a daemon whose session leader exited (double fork), which restore
 #    recreates with a helper task holding the leader's PID;
+#  - restore in the foreground: cryo is the parent, forwards signals and
+#    exits with the program's status;
 #  - a descriptor on /proc/<pid>/... of a task outside the image that is
 #    gone at restore time: restore must fail, naming the fd and the path,
 #    and leave nothing behind.
@@ -86,7 +88,37 @@ outside_target_gone() {
 	fi
 }
 
+foreground_restore_forwards_signals() {
+	local dir pid cryo_pid rc ppid
+	dir=$(mktemp -d /tmp/cryo-scenarios.XXXXXX)
+	(cd "$dir" && exec setsid "$TESTBIN/sys_pause" >out 2>&1 </dev/null 3>&- 251>&- 255>&-) &
+	pid=$!
+	for _ in $(seq 50); do grep -qs READY "$dir/out" && break; sleep 0.1; done
+	if ! "$CRYO" checkpoint "$pid" -o "$dir/img" --kill 2>"$dir/err"; then
+		not_ok "foreground restore" "checkpoint failed: $(cat "$dir/err")"; kill -9 "$pid"; return
+	fi
+	wait "$pid" 2>/dev/null
+	wait_gone "$pid"
+	"$CRYO" restore "$dir/img" 2>"$dir/err" &
+	cryo_pid=$!
+	for _ in $(seq 50); do [ -e "/proc/$pid" ] && [ "$(ids "$pid" | cut -d' ' -f1)" = "$cryo_pid" ] && break; sleep 0.1; done
+	ppid=$(ids "$pid" | cut -d' ' -f1)
+	sleep 0.3
+	kill -TERM "$cryo_pid"	# forwarded to the restored program
+	wait "$cryo_pid"
+	rc=$?
+	if [ "$ppid" != "$cryo_pid" ]; then
+		not_ok "foreground restore" "restored $pid has parent $ppid, not cryo $cryo_pid"
+	elif [ "$rc" != 0 ] || ! grep -q '^PASS' "$dir/out"; then
+		not_ok "foreground restore" "cryo exited $rc, program said: $(tail -1 "$dir/out"); $(cat "$dir/err")"
+	else
+		ok "foreground restore: cryo is the parent, forwards SIGTERM, exits with the program's status"
+		rm -rf "$dir"
+	fi
+}
+
 daemon_with_dead_session_leader
 outside_target_gone
+foreground_restore_forwards_signals
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -31,21 +31,11 @@ import random
 import struct
 import sys
 
-POLY = 0x82F63B78
-_TABLE = []
-for _i in range(256):
-    _c = _i
-    for _ in range(8):
-        _c = (_c >> 1) ^ POLY if _c & 1 else _c >> 1
-    _TABLE.append(_c)
+import os
 
-
-def crc32c(data, crc=0):
-    crc ^= 0xFFFFFFFF
-    tab = _TABLE
-    for b in data:
-        crc = tab[(crc ^ b) & 0xFF] ^ (crc >> 8)
-    return crc ^ 0xFFFFFFFF
+# one CRC-32C for every test tool: tests/crc32c.py
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from crc32c import crc32c  # noqa: E402
 
 
 PAGE = 4096

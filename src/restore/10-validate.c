@@ -559,19 +559,10 @@ static int check_ids_free(struct restore_ctx *r)
 	return CRYO_ECONFLICT;
 }
 
-static int find_proc(struct restore_ctx *r, pid_t pid)
-{
-	for (uint32_t i = 0; i < r->nr_procs; i++)
-		if (r->procs[i].task.pid == pid)
-			return i;
-	return -1;
-}
-
 /*
- * Parents come before their children, and every session and group must be
- * one cryo can recreate: a process leads its own, inherits its parent's,
- * or joins a group whose leader is in the image (in the same session).
- * Sessions and groups whose leader is gone would need helper tasks.
+ * Parents come before their children; a process whose parent is not in the
+ * image (scopes --pgid and --sid) becomes a child of cryo. The root's
+ * session and group are checked here; phase 15 plans everyone else's.
  */
 static int validate_tree(struct restore_ctx *r, long pid_max)
 {
@@ -582,59 +573,50 @@ static int validate_tree(struct restore_ctx *r, long pid_max)
 
 		if (t->pid <= 0 || t->pid >= pid_max)
 			return bad(r, "task PID %d out of range (pid_max %ld)", t->pid, pid_max);
-		if (find_proc(r, t->pid) != (int)i)
+		if (restore_find_proc(r, t->pid) != (int)i)
 			return bad(r, "task %d listed twice", t->pid);
 		if (t->exit_signal > CRYO_NSIG)
 			return bad(r, "task %d: exit signal %u", t->pid, t->exit_signal);
-		p->parent = i ? find_proc(r, t->ppid) : -1;
-		if (i && (p->parent < 0 || p->parent >= (int)i))
+		p->parent = i ? restore_find_proc(r, t->ppid) : -1;
+		if (p->parent >= (int)i)
 			return bad(r, "task %d: parent %d is not before it in the image", t->pid,
 				   t->ppid);
-		if (i && r->procs[p->parent].zombie)
+		if (p->parent >= 0 && r->procs[p->parent].zombie)
 			return bad(r, "task %d: its parent %d is a zombie", t->pid, t->ppid);
 		if (!i && p->zombie)
 			return bad(r, "the root task %d is a zombie", t->pid);
-		if (i) {
-			sid_ok = t->sid == t->pid || t->sid == r->procs[p->parent].task.sid;
-		} else {
-			/*
-			 * A session whose leader is gone (a daemon after double
-			 * fork): a helper task takes the leader's PID and creates
-			 * the root inside the session. Its group is the root's own
-			 * or the leader's.
-			 */
-			r->root_needs_session_helper = t->sid != t->pid && t->sid != getsid(0) &&
-						       find_proc(r, t->sid) < 0;
-			if (r->root_needs_session_helper && proc_task_state(t->sid))
-				return cryo_fail(CRYO_ECONFLICT, "restore: PID %d, the leader of "
-						 "task %d's session, is in use by another process",
-						 t->sid, t->pid);
-			sid_ok = t->sid == t->pid || t->sid == getsid(0) ||
-				 (r->root_needs_session_helper &&
-				  (t->pgid == t->pid || t->pgid == t->sid));
-		}
+		if (i)
+			continue;
+		/*
+		 * A session whose leader is gone (a daemon after double fork):
+		 * a helper task takes the leader's PID and creates the root
+		 * inside the session. Its group is the root's own or the
+		 * leader's.
+		 */
+		r->root_needs_session_helper = t->sid != t->pid && t->sid != getsid(0) &&
+					       restore_find_proc(r, t->sid) < 0;
+		if (r->root_needs_session_helper && proc_task_state(t->sid))
+			return cryo_fail(CRYO_ECONFLICT, "restore: PID %d, the leader of task %d's "
+					 "session, is in use by another process", t->sid, t->pid);
+		sid_ok = t->sid == t->pid || t->sid == getsid(0) ||
+			 (r->root_needs_session_helper && (t->pgid == t->pid || t->pgid == t->sid));
 		if (!sid_ok)
 			return cryo_fail(CRYO_EUNSUPP,
-					 "restore: task %d belonged to session %d, which %s: "
-					 "not supported yet%s", t->pid, t->sid,
-					 i ? "its parent was not in" : "is cryo's neither its own, and "
-					 "its group is another process's",
-					 i ? "" : "; restore from a process of that session");
-		pgid_ok = t->pgid == t->pid ||
-			  (i && t->pgid == r->procs[p->parent].task.pgid) ||
-			  (!i && t->pgid == getpgid(0)) ||
-			  (!i && r->root_needs_session_helper);
+					 "restore: task %d belonged to session %d, which is cryo's "
+					 "neither its own, and its group is another process's: not "
+					 "supported yet; restore from a process of that session",
+					 t->pid, t->sid);
+		pgid_ok = t->pgid == t->pid || t->pgid == getpgid(0) ||
+			  r->root_needs_session_helper || t->sid == getsid(0);
 		if (!pgid_ok) {
-			int leader = find_proc(r, t->pgid);
+			int leader = restore_find_proc(r, t->pgid);
 
-			pgid_ok = (leader >= 0 && r->procs[leader].task.sid == t->sid) ||
-				  (!i && t->sid == getsid(0));	/* an existing group of cryo's */
+			pgid_ok = leader >= 0 && r->procs[leader].task.sid == t->sid;
 		}
 		if (!pgid_ok)
 			return cryo_fail(CRYO_EUNSUPP,
-					 "restore: task %d belonged to process group %d, whose "
-					 "leader is not in the image: restoring it needs a helper "
-					 "task (not supported yet)", t->pid, t->pgid);
+					 "restore: task %d belonged to process group %d of another "
+					 "session, whose leader is not in the image", t->pid, t->pgid);
 	}
 	return 0;
 }
@@ -787,5 +769,8 @@ int restore_validate(struct restore_ctx *r)
 		ret = check_unique_tids(r);
 	if (!ret)
 		ret = check_ids_free(r);
+	r->nr_image_procs = r->nr_procs;
+	if (!ret)
+		ret = restore_plan_tree(r);
 	return ret;
 }

@@ -33,7 +33,9 @@
 #include "util/util.h"
 
 #define CHILD_EXIT_FAILED 121	/* the child logged why */
-#define TRACE_OPTIONS (PTRACE_O_EXITKILL | PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACEFORK)
+/* CLONE: a process whose exit signal is not SIGCHLD is a "clone" to ptrace */
+#define TRACE_OPTIONS (PTRACE_O_EXITKILL | PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACEFORK | \
+		       PTRACE_O_TRACECLONE)
 
 static pid_t clone_with_pid_flags(pid_t pid, uint64_t flags, int exit_signal)
 {
@@ -53,10 +55,14 @@ static pid_t clone_with_pid(pid_t pid)
 	return clone_with_pid_flags(pid, 0, SIGCHLD);
 }
 
-/* A process of the image: with the signal its parent gets when it dies. */
-static pid_t clone_task(const struct cryo_img_task *t)
+/*
+ * An entry of the plan, by its creator: with the signal its parent gets
+ * when it dies, or with CLONE_PARENT (the creator's signal, phase 15).
+ */
+static pid_t clone_entry(const struct restore_proc *p)
 {
-	return clone_with_pid_flags(t->pid, 0, t->exit_signal);
+	return clone_with_pid_flags(p->task.pid, p->clone_parent ? CLONE_PARENT : 0,
+				    p->task.exit_signal);
 }
 
 static int clone_failed(pid_t pid, int err)
@@ -121,20 +127,35 @@ static void __attribute__((noreturn)) exit_like(const struct cryo_img_task *t)
 	_exit(WEXITSTATUS(st));
 }
 
+/* Helpers first: the groups and sessions they hold must exist for the others. */
 static int create_children(struct restore_ctx *r, int index)
 {
-	for (uint32_t j = index + 1; j < r->nr_procs; j++) {
-		pid_t pid;
+	for (int helpers = 1; helpers >= 0; helpers--)
+		for (uint32_t j = 0; j < r->nr_procs; j++) {
+			pid_t pid;
 
-		if (r->procs[j].parent != index)
-			continue;
-		pid = clone_task(&r->procs[j].task);
-		if (pid < 0)
-			return clone_failed(r->procs[j].task.pid, errno);
-		if (pid == 0)
-			restore_proc_main(r, j);
-	}
+			if (r->procs[j].creator != index || r->procs[j].helper != helpers)
+				continue;
+			pid = clone_entry(&r->procs[j]);
+			if (pid < 0)
+				return clone_failed(r->procs[j].task.pid, errno);
+			if (pid == 0)
+				restore_proc_main(r, j);
+		}
 	return 0;
+}
+
+/* A leader helper: holds its group (and session) until cryo says all joined. */
+static void __attribute__((noreturn)) helper_main(struct restore_ctx *r, int index)
+{
+	char c;
+
+	prctl(PR_SET_NAME, r->procs[index].task.comm);
+	if (create_children(r, index) || wait_barrier(r))
+		_exit(CHILD_EXIT_FAILED);
+	while (read(r->release_pipe[0], &c, 1) < 0 && errno == EINTR)
+		;
+	_exit(0);
 }
 
 /*
@@ -164,7 +185,7 @@ void restore_proc_main(struct restore_ctx *r, int index)
 	 * death shows as EOF below.
 	 */
 	int *theirs[] = { &r->go_pipe[1], &r->barrier_pipe[1], &r->report_pipe[0],
-			  &r->helper_pipe[0], &r->helper_pipe[1] };
+			  &r->helper_pipe[0], &r->helper_pipe[1], &r->release_pipe[1] };
 	for (size_t i = 0; i < ARRAY_SIZE(theirs); i++) {
 		if (*theirs[i] >= 0)
 			close(*theirs[i]);
@@ -181,6 +202,8 @@ void restore_proc_main(struct restore_ctx *r, int index)
 		close(r->go_pipe[0]);
 	r->go_pipe[0] = -1;
 	ret = take_own_session_and_group(p);
+	if (!ret && p->helper)
+		helper_main(r, index);
 	if (!ret && index == 0)
 		ret = restore_shared_files(r);
 	if (!ret && index == 0)
@@ -191,6 +214,10 @@ void restore_proc_main(struct restore_ctx *r, int index)
 	}
 	if (!ret)
 		ret = create_children(r, index);
+	/* only helpers wait for the release; every helper is created by now */
+	if (r->release_pipe[0] >= 0)
+		close(r->release_pipe[0]);
+	r->release_pipe[0] = -1;
 	if (!ret)
 		ret = wait_barrier(r);
 	if (!ret)
@@ -217,7 +244,7 @@ static pid_t create_root(struct restore_ctx *r)
 	int st;
 
 	if (!r->root_needs_session_helper) {
-		pid = clone_task(t);
+		pid = clone_entry(&r->procs[0]);
 		if (pid == 0)
 			restore_proc_main(r, 0);
 		return pid < 0 ? -errno : pid;
@@ -365,7 +392,7 @@ int restore_create_tree(struct restore_ctx *r)
 		return ret;
 
 	if (pipe2(r->go_pipe, O_CLOEXEC) || pipe2(r->barrier_pipe, O_CLOEXEC) ||
-	    pipe2(r->report_pipe, O_CLOEXEC))
+	    pipe2(r->report_pipe, O_CLOEXEC) || pipe2(r->release_pipe, O_CLOEXEC))
 		return cryo_fail(CRYO_ERESTORE, "restore: pipe: %s", strerror(errno));
 	if (fault_point("restore:tree"))
 		return CRYO_ERESTORE;
@@ -385,7 +412,8 @@ int restore_create_tree(struct restore_ctx *r)
 	close(r->go_pipe[0]);
 	close(r->barrier_pipe[0]);
 	close(r->report_pipe[1]);
-	r->go_pipe[0] = r->barrier_pipe[0] = r->report_pipe[1] = -1;
+	close(r->release_pipe[0]);
+	r->go_pipe[0] = r->barrier_pipe[0] = r->report_pipe[1] = r->release_pipe[0] = -1;
 	if (ptrace(PTRACE_SEIZE, root, 0, TRACE_OPTIONS) < 0) {
 		ret = cryo_fail(CRYO_ERESTORE, "restore: cannot trace the new task %d: %s", root,
 				strerror(errno));

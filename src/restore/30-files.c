@@ -74,7 +74,7 @@ static void path_in_root(const char *root, const char *path, char *out, size_t l
 
 static const char *root_of(struct restore_ctx *r, const struct cryo_img_fd *f)
 {
-	for (uint32_t i = 0; i < r->nr_procs; i++)
+	for (uint32_t i = 0; i < r->nr_image_procs; i++)
 		if (r->procs[i].task.pid == f->pid)
 			return r->procs[i].root_path;
 	return "/";
@@ -300,7 +300,7 @@ int restore_shared_files(struct restore_ctx *r)
 				park_of[k] = fd;
 	}
 	/* every process finds its parked objects through its own slice */
-	for (uint32_t i = 0; i < r->nr_procs; i++)
+	for (uint32_t i = 0; i < r->nr_image_procs; i++)
 		r->procs[i].fd_park = park_of + (r->procs[i].fds - r->fds);
 	return ret;
 }

@@ -660,6 +660,11 @@ static void fill_args(struct restore_ctx *r, const struct layout *l, struct rest
 	a->close_fds[a->nr_close_fds++] = exe_fd;
 	if (r->stdio_copy[2] >= 0)
 		a->close_fds[a->nr_close_fds++] = r->stdio_copy[2];
+	for (uint32_t h = r->nr_image_procs; h < r->nr_procs; h++) {
+		/* phase 15 made sure they fit */
+		if (r->procs[h].parent == r->me - r->procs && a->nr_reap_pids < RESTORER_MAX_REAP)
+			a->reap_pids[a->nr_reap_pids++] = r->procs[h].task.pid;
+	}
 
 	a->change_creds = !same_creds_as_ours(t);
 	memcpy(a->uid, t->uid, sizeof(a->uid));

@@ -43,6 +43,7 @@ static const char *const step_names[RSTEP_COUNT] = {
 	[RSTEP_LATE_FDS] = "reopening descriptors that name tasks",
 	[RSTEP_LATE_CWD] = "entering a working directory under /proc",
 	[RSTEP_SCHED] = "setting scheduling (policy, nice, I/O priority, CPUs)",
+	[RSTEP_REAP_HELPERS] = "reaping a leader helper",
 };
 
 static int wait_for(pid_t pid, int *st, const char *what)
@@ -241,25 +242,47 @@ static int seize_threads(struct restore_proc *p)
  * Run the tree until every process is parked in its restorer: continue the
  * fork events and the first stop of each new process, pass other signals
  * on, let zombies die, and release the barrier once every process exists.
+ * Leader helpers (phase 15) must live through stage 1 and exit in stage 2.
  */
+static int release_barrier(struct restore_ctx *r)
+{
+	char go[256];
+
+	memset(go, 'g', sizeof(go));
+	for (uint32_t left = r->nr_procs; left;) {
+		uint32_t n = left < sizeof(go) ? left : sizeof(go);
+
+		if (write(r->barrier_pipe[1], go, n) != (ssize_t)n)
+			return cryo_fail(CRYO_ERESTORE, "restore: releasing the barrier: %s",
+					 strerror(errno));
+		left -= n;
+	}
+	return 0;
+}
+
 static int run_until_parked(struct restore_ctx *r, int stage)
 {
-	uint32_t live = 0, seen = 0, parked = 0, exited = 0, zombies = 0;
+	uint32_t live = 0, seen = 0, parked = 0, exited = 0, exiting = 0;
 	uint64_t deadline = now_ns() + 60ull * 1000000000ull;
 
 	for (uint32_t i = 0; i < r->nr_procs; i++) {
-		r->procs[i].zombie ? zombies++ : live++;
-		r->procs[i].parked = 0;
-		seen += r->procs[i].seized;
-		exited += r->procs[i].exited;
+		struct restore_proc *p = &r->procs[i];
+
+		if (p->zombie || (p->helper && stage == 2)) {
+			exiting++;
+			exited += p->exited;
+		} else if (!p->helper) {
+			live++;
+		}
+		p->parked = 0;
+		seen += p->seized;
 	}
 	if (stage == 1 && seen == r->nr_procs) {
-		char go[1] = { 'g' };
-		if (write(r->barrier_pipe[1], go, 1) != 1)
-			return cryo_fail(CRYO_ERESTORE, "restore: releasing the barrier: %s",
-					 strerror(errno));
+		int ret = release_barrier(r);
+		if (ret)
+			return ret;
 	}
-	while (parked < live || exited < zombies) {
+	while (parked < live || exited < exiting) {
 		int progress = 0;
 
 		for (uint32_t i = 0; i < r->nr_procs; i++) {
@@ -276,24 +299,18 @@ static int run_until_parked(struct restore_ctx *r, int stage)
 				/* first stop of a process traced from birth */
 				p->seized = 1;
 				if (++seen == r->nr_procs) {
-					char go[256];
-					memset(go, 'g', sizeof(go));
-					for (uint32_t left = r->nr_procs; left;) {
-						uint32_t n = left < sizeof(go) ? left : sizeof(go);
-						if (write(r->barrier_pipe[1], go, n) != (ssize_t)n)
-							return cryo_fail(CRYO_ERESTORE, "restore: "
-									 "releasing the barrier: %s",
-									 strerror(errno));
-						left -= n;
-					}
+					int ret = release_barrier(r);
+					if (ret)
+						return ret;
 				}
 			}
 			if (WIFEXITED(st) || WIFSIGNALED(st)) {
 				p->exited = 1;
-				if (!p->zombie)
+				if (!p->zombie && !(p->helper && stage == 2))
 					return cryo_fail(CRYO_ERESTORE,
-							 "restore: task %d died while being restored "
-							 "(%s %d; see above)", pid,
+							 "restore: %s %d died while being restored "
+							 "(%s %d; see above)",
+							 p->helper ? "leader helper" : "task", pid,
 							 WIFEXITED(st) ? "exit status" : "signal",
 							 WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
 				exited++;
@@ -302,7 +319,7 @@ static int run_until_parked(struct restore_ctx *r, int stage)
 			if (!WIFSTOPPED(st))
 				continue;
 			sig = WSTOPSIG(st);
-			if ((st >> 16) == 0 && sig == SIGSTOP && !p->zombie) {
+			if ((st >> 16) == 0 && sig == SIGSTOP && !p->zombie && !p->helper) {
 				p->parked = 1;	/* the restorer's hand-over */
 				parked++;
 				continue;
@@ -331,10 +348,14 @@ int restore_resume(struct restore_ctx *r)
 	 * descriptors naming any task be reopened: let them all go on.
 	 */
 	ret = run_until_parked(r, 1);
+	/* every process has joined its group: leader helpers may exit now */
+	if (r->release_pipe[1] >= 0)
+		close(r->release_pipe[1]);
+	r->release_pipe[1] = -1;
 	for (uint32_t i = 0; i < r->nr_procs && !ret; i++) {
 		struct restore_proc *p = &r->procs[i];
 
-		if (p->zombie)
+		if (p->zombie || p->helper)
 			continue;
 		ret = check_restorer(p);
 		if (!ret && ptrace(PTRACE_CONT, p->task.pid, 0, 0) < 0)
@@ -347,7 +368,7 @@ int restore_resume(struct restore_ctx *r)
 	for (uint32_t i = 0; i < r->nr_procs && !ret; i++) {
 		struct restore_proc *p = &r->procs[i];
 
-		if (p->zombie)
+		if (p->zombie || p->helper)
 			continue;
 		ret = check_restorer(p);
 		if (!ret)
@@ -365,7 +386,7 @@ int restore_resume(struct restore_ctx *r)
 	for (uint32_t i = 0; i < r->nr_procs; i++) {
 		struct restore_proc *p = &r->procs[i];
 
-		if (p->zombie)
+		if (p->zombie || p->helper)
 			continue;
 		if (p->task.flags & CRYO_TASK_STOPPED)
 			kill(p->task.pid, SIGSTOP);	/* dequeued right after detach */

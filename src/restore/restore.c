@@ -74,6 +74,8 @@ static void free_ctx(struct restore_ctx *r)
 			close(r->barrier_pipe[i]);
 		if (r->report_pipe[i] >= 0)
 			close(r->report_pipe[i]);
+		if (r->release_pipe[i] >= 0)
+			close(r->release_pipe[i]);
 	}
 	restore_end_helpers(r);
 	if (r->helper_pipe[0] >= 0)
@@ -92,7 +94,8 @@ int cryo_restore(const struct cryo_restore_opts *opts, pid_t *pid_out)
 	memset(&r, 0, sizeof(r));
 	r.opts = opts;
 	for (int i = 0; i < 2; i++)
-		r.go_pipe[i] = r.barrier_pipe[i] = r.report_pipe[i] = r.helper_pipe[i] = -1;
+		r.go_pipe[i] = r.barrier_pipe[i] = r.report_pipe[i] = r.helper_pipe[i] =
+			r.release_pipe[i] = -1;
 	ret = restore_validate(&r);
 	if (ret)
 		goto out;
@@ -111,7 +114,7 @@ int cryo_restore(const struct cryo_restore_opts *opts, pid_t *pid_out)
 	if (opts->stats) {
 		memset(opts->stats, 0, sizeof(*opts->stats));
 		opts->stats->total_ns = now_ns() - t0;
-		opts->stats->processes = r.nr_procs;
+		opts->stats->processes = r.nr_image_procs;
 		opts->stats->threads = r.nr_threads;
 		for (uint32_t i = 0; i < r.nr_procs; i++)
 			for (uint32_t v = 0; v < r.procs[i].nr_vmas; v++)

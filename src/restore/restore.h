@@ -3,6 +3,8 @@
  *
  *   10-validate.c  cryo     load the image, check every table and the tree,
  *                           check that every PID and TID is free
+ *   15-plan.c      cryo     who creates whom: sessions, groups, helper tasks
+ *                           for leaders that are gone
  *   20-tree.c      each     create the processes with their PIDs (clone3
  *                           set_tid), parents first; sessions and groups;
  *                           zombies exit with their status
@@ -42,7 +44,10 @@ struct restore_vma {
 /* One process of the image. */
 struct restore_proc {
 	struct cryo_img_task task;
-	int parent;		/* index in procs[], -1 for the root */
+	int parent;		/* index in procs[]; -1: cryo (the root, or its parent is not in the image) */
+	int creator;		/* who creates it (phase 15); -1: cryo */
+	int clone_parent;	/* created with CLONE_PARENT: its parent is the creator's */
+	int helper;		/* not of the image: holds a dead leader's PID (phase 15) */
 	int zombie;
 	struct cryo_img_thread *threads;	/* [0] is the main thread */
 	uint32_t nr_threads;
@@ -82,7 +87,8 @@ struct restore_ctx {
 	struct img_reader *img;
 
 	struct restore_proc *procs;	/* parents before children; [0] is the root */
-	uint32_t nr_procs;
+	uint32_t nr_procs;		/* the image's, then phase 15's helpers */
+	uint32_t nr_image_procs;
 	struct cryo_img_thread *threads;
 	uint32_t nr_threads;
 	struct cryo_img_fd *fds;
@@ -105,6 +111,7 @@ struct restore_ctx {
 	int go_pipe[2];		/* cryo -> root: "you are traced, go on" */
 	int barrier_pipe[2];	/* cryo -> all: "every process exists" (one byte each) */
 	int report_pipe[2];	/* all -> cryo: struct restore_report */
+	int release_pipe[2];	/* cryo -> leader helpers: EOF = every group joined, exit */
 	int stdio_copy[3];	/* cryo's own stdio, for inherited descriptors */
 
 	/* tasks holding the PIDs of dead tasks named by /proc fds, until the end */
@@ -121,6 +128,9 @@ int restore_fd_is_late(const struct restore_proc *p, const struct cryo_img_fd *f
 int restore_is_proc_path(const char *path);
 
 int restore_validate(struct restore_ctx *r);
+int restore_find_proc(const struct restore_ctx *r, pid_t pid);
+/* Phase 15: creators, CLONE_PARENT and helpers for sessions and groups. */
+int restore_plan_tree(struct restore_ctx *r);
 int restore_create_tree(struct restore_ctx *r);
 void restore_end_helpers(struct restore_ctx *r);
 /* Runs in each process being restored; never returns (exits on failure). */

@@ -54,6 +54,9 @@
 #define NR_rt_tgsigqueueinfo 297
 #define NR_prlimit64 302
 #define NR_rseq 334
+#define NR_wait4 61
+#define NR_rt_sigtimedwait 128
+#define WALL_FLAG 0x40000000
 
 #define MREMAP_MAYMOVE 1
 #define MREMAP_FIXED 2
@@ -79,8 +82,8 @@
 #define CAP_VERSION_3 0x20080522
 #define CAP_LAST 63
 #define FUTEX_WAIT 0
-#define CLONE_THREAD_FLAGS (0x100 | 0x200 | 0x400 | 0x800 | 0x10000 | 0x40000)
-/* VM FS FILES SIGHAND THREAD SYSVSEM */
+/* VM FS FILES SIGHAND THREAD SYSVSEM, and UNTRACED: cryo seizes threads itself */
+#define CLONE_THREAD_FLAGS (0x100 | 0x200 | 0x400 | 0x800 | 0x10000 | 0x40000 | 0x800000)
 
 static inline long sys6(long nr, long a1, long a2, long a3, long a4, long a5, long a6)
 {
@@ -568,6 +571,35 @@ static long queue_own(struct restorer_args *a, int32_t tid, int shared_too, uint
 	return 0;
 }
 
+/*
+ * Signals raised while the restore ran (a helper's or zombie's exit, a
+ * kill from outside) are not the program's: the pending set must be the
+ * image's alone. Dequeue whatever is pending on us and the process.
+ */
+static void drop_pending_signals(void)
+{
+	uint64_t all = ~0ull;
+	struct { int64_t sec, nsec; } now = { 0, 0 };
+	uint8_t info[128];
+
+	while (sys4(NR_rt_sigtimedwait, &all, info, &now, sizeof(all)) > 0)
+		;
+}
+
+static int reap_helpers(struct restorer_args *a)
+{
+	for (uint32_t i = 0; i < a->nr_reap_pids; i++) {
+		long r;
+
+		do
+			r = sys4(NR_wait4, a->reap_pids[i], 0, WALL_FLAG, 0);
+		while (r == -4);	/* EINTR */
+		if (r < 0)
+			return failed(a, RSTEP_REAP_HELPERS, r, a->reap_pids[i]);
+	}
+	return 0;
+}
+
 static int queue_signals(struct restorer_args *a)
 {
 	uint64_t detail = 0;
@@ -599,6 +631,8 @@ restorer_entry(struct restorer_args *a)
 		sys1(NR_close, a->close_fds[i]);
 	/* cryo lets us go on when every process and thread of the tree exists */
 	stop_for_tracer(a);
+	if (reap_helpers(a))
+		goto out;
 	if (restore_late_fds(a))
 		goto out;
 	if (restore_creds(a))
@@ -607,6 +641,7 @@ restorer_entry(struct restorer_args *a)
 	if (a->pdeathsig)
 		sys2(NR_prctl, PR_SET_PDEATHSIG, a->pdeathsig);
 	sys2(NR_prctl, PR_SET_DUMPABLE, a->dumpable);
+	drop_pending_signals();
 	if (queue_signals(a))
 		goto out;
 	if (a->rseq_ptr) {

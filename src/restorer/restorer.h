@@ -16,6 +16,7 @@
 #define RESTORER_MAX_KEEP 8
 #define RESTORER_MAX_SPECIAL 3	/* [vvar], [vvar_vclock], [vdso] */
 #define RESTORER_MAX_CLOSE 16
+#define RESTORER_MAX_REAP 64	/* leader helpers one process may parent */
 #define RESTORER_NSIG 64
 #define RESTORER_NLIMITS 16
 #define RESTORER_MAX_GROUPS 256
@@ -46,6 +47,7 @@ enum restorer_step {
 	RSTEP_LATE_FDS,
 	RSTEP_LATE_CWD,
 	RSTEP_SCHED,
+	RSTEP_REAP_HELPERS,
 	RSTEP_COUNT,
 };
 
@@ -184,6 +186,9 @@ struct restorer_args {
 
 	int32_t close_fds[RESTORER_MAX_CLOSE];
 	uint32_t nr_close_fds;
+	/* leader helpers (restore phase 15) whose parent we are: reaped before we run */
+	int32_t reap_pids[RESTORER_MAX_REAP];
+	uint32_t nr_reap_pids;
 
 	/* credentials; change_creds = 0 when they equal the restorer's own */
 	int32_t change_creds;

@@ -517,9 +517,12 @@ def semantic_variants(img, rng, max_per_table=None):
             if ti == 0:
                 tv("flags", 2, "the root task marked zombie")
             else:
-                tv("ppid", 0, "parent pid 0")
+                # a parent outside the image is what --pgid/--sid images
+                # have: the task becomes cryo's child (or is refused, 69)
+                tv("ppid", 0, "parent pid 0", accept=(0, 69))
                 tv("ppid", t["pid"], "its own parent")
-                tv("ppid", tasks[0][1]["pid"] + 77777, "parent not in the image")
+                tv("ppid", tasks[0][1]["pid"] + 77777, "parent not in the image",
+                   accept=(0, 69))
             # memory layout fields handed to PR_SET_MM_MAP: kernel-refused
             # values; cryo may only find out in the memory phase (74)
             tv("brk", 0, "brk 0 (below start_brk)", accept=(74,))

@@ -46,6 +46,8 @@ enum cryo_after {
 enum cryo_scope {
 	CRYO_SCOPE_TREE = 0,	/* the process and all its descendants */
 	CRYO_SCOPE_PID,		/* that process alone (refused if it has children) */
+	CRYO_SCOPE_PGID,	/* every process of process group `pid` */
+	CRYO_SCOPE_SID,		/* every process of session `pid` */
 };
 
 /* Figures a checkpoint or restore reports when asked (opts->stats). */
@@ -58,7 +60,7 @@ struct cryo_stats {
 };
 
 struct cryo_checkpoint_opts {
-	pid_t pid;		/* the process to checkpoint (root of the tree) */
+	pid_t pid;		/* the process (root of the tree), or the PGID/SID */
 	enum cryo_scope scope;
 	const char *output;	/* image path */
 	enum cryo_after after;

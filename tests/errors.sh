@@ -369,6 +369,52 @@ checkpoint_checks() {
 	check "target still works after the failed checkpoints" chk_stop_helper "$tpid" "$tdir"
 }
 
+# ------------------------------------------------------------ scope checks
+
+chk_ckpt_own_scope() {
+	run_cryo "$WORK" ownsid checkpoint "$(ps -o sid= $$ | tr -d ' ')" --sid -o "$WORK/ownsid.img"
+	want_rc 64 || return 1
+	want_msg 'cryo itself is in session' "that cryo is in that session" || return 1
+	[ ! -e "$WORK/ownsid.img" ] || { WHY="an image was written"; return 1; }
+}
+
+chk_ckpt_no_group() {
+	local id=4194000
+	while [ -e "/proc/$id" ] || [ -n "$(proc_members pgid "$id")" ]; do id=$((id + 1)); done
+	run_cryo "$WORK" nogroup checkpoint "$id" --pgid -o "$WORK/nogroup.img"
+	want_rc 67 || return 1
+	want_msg "process group $id" "the group $id"
+}
+
+# --pid of a process with a child, --pgid of a group whose member has a
+# child in another group: refused (the child could not be restored), the
+# targets untouched; scopes that name cryo's own session or nobody.
+scope_checks() {
+	local dir bpid p
+	dir=$(mktemp -d "$WORK/scope.XXXXXX")
+	track_dir "$dir"
+	# not a group leader here (no job control): setsid execs in place, $! is the shell
+	setsid bash -c 'sleep 1000 & set -m; sleep 1001 & echo READY >"$0"; wait' "$dir/out" \
+		</dev/null >/dev/null 2>&1 3>&- &
+	bpid=$!
+	track_pid "$bpid"
+	if ! wait_line "$dir/out" '^READY' "$WAIT_TIMEOUT" "$bpid"; then
+		check "start a shell with two children" false
+	else
+		for p in $(proc_descendants "$bpid"); do track_pid "$p"; done
+		check "checkpoint --pid of a process with children -> 69, names a child" \
+			chk_ckpt_fails "$bpid" pidscope 69 'has child process' "the child" -- --pid
+		check "checkpoint --pgid, a member has a child in another group -> 69" \
+			chk_ckpt_fails "$bpid" pgidscope 69 'not in the process group' \
+			"the child outside the group" -- --pgid
+		# shellcheck disable=SC2046
+		kill -KILL $(proc_descendants "$bpid") "$bpid" 2>/dev/null
+		wait "$bpid" 2>/dev/null
+	fi
+	check "checkpoint --sid of cryo's own session -> 64" chk_ckpt_own_scope
+	check "checkpoint --pgid of a group without processes -> 67" chk_ckpt_no_group
+}
+
 # ------------------------------------------------------------ image checks
 
 # chk_bad_image IMG WANT [REGEX WHAT]: restoring IMG fails with WANT, the
@@ -604,6 +650,7 @@ main() {
 	usage_checks
 	check "checkpoint a PID that does not exist -> 67" chk_no_such_process
 	checkpoint_checks
+	scope_checks
 	image_checks
 
 	cleanup

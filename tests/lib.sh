@@ -76,6 +76,19 @@ proc_stat() {
 	PS_STATE=$1 PS_PPID=$2 PS_PGID=$3 PS_SID=$4
 }
 
+# proc_members pgid|sid ID: the processes of a process group or session.
+proc_members() {
+	local p id
+	for p in /proc/[0-9]*; do
+		p=${p#/proc/}
+		proc_stat "$p" || continue
+		id=$PS_SID
+		[ "$1" = pgid ] && id=$PS_PGID
+		[ "$id" = "$2" ] && echo "$p"
+	done
+	return 0
+}
+
 proc_exists() { [ -e "/proc/$1" ]; }
 proc_gone() { ! [ -e "/proc/$1" ]; }
 

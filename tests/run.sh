@@ -204,15 +204,22 @@ case_start() {
 # case_checkpoint IMG MODE N: checkpoint number N, MODE kill or leave. The
 # first one also takes the snapshot every restore is compared with.
 case_checkpoint() {
-	local img=$1 mode=$2 n=$3 p why
+	local img=$1 mode=$2 n=$3 p why scope
 	local -a args
 
 	step "checkpoint #$n"
-	C_TREE=$(proc_descendants "$C_PID")
+	# scope_pid*, scope_pgid*, scope_sid*: checkpointed with --pid, or
+	# --pgid/--sid of the group or session the program leads
+	scope=
+	case $C_NAME in scope_pid*) scope=pid ;; scope_pgid*) scope=pgid ;; scope_sid*) scope=sid ;; esac
+	C_TREE=$( { proc_descendants "$C_PID"
+		    case $scope in pgid | sid) proc_members "$scope" "$C_PID" ;; esac; } |
+		sort -un | grep -vx "$C_PID")
 	for p in $C_TREE; do track_pid "$p"; done
 	mark pre
 	[ "$n" = 1 ] && snapshot "$C_PID" "$C_TREECMP" >"$C_DIR/before"
 	args=(checkpoint "$C_PID" -o "$img")
+	[ -n "$scope" ] && args+=("--$scope")
 	[ "$mode" = kill ] && args+=(--kill)
 	[ "$C_FLAV" = compressed ] && args+=(--compress)
 	run_cryo "$C_DIR" "checkpoint$n" "${args[@]}"
@@ -228,8 +235,8 @@ case_checkpoint() {
 		done
 		step "kill -9 the original"
 		# the whole tree, as it is now: orphans would hold their PIDs
-		# shellcheck disable=SC2046
-		kill -KILL "$C_PID" $(proc_descendants "$C_PID") 2>/dev/null
+		# shellcheck disable=SC2046,SC2086
+		kill -KILL "$C_PID" $(proc_descendants "$C_PID") $C_TREE 2>/dev/null
 	fi
 
 	step "wait for the original to disappear (#$n)"

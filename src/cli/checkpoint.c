@@ -8,16 +8,19 @@
 #include "cryo.h"
 
 static const char usage[] =
-	"usage: cryo checkpoint PID [-o FILE] [--tree | --pid] [--leave-running | --kill | --stop]\n"
-	"                       [--no-sync]\n"
+	"usage: cryo checkpoint ID [-o FILE] [--tree | --pid | --pgid | --sid]\n"
+	"                       [--leave-running | --kill | --stop] [--no-sync]\n"
 	"\n"
-	"Freeze process PID (with all its threads), write its whole state to FILE\n"
-	"(default: PID.cryo) and then:\n"
+	"Freeze the processes ID names (with all their threads), write their whole\n"
+	"state to FILE (default: ID.cryo) and then:\n"
 	"  --leave-running  let it continue (default, as BLCR did)\n"
 	"  --kill           kill it, once the image is safely on disk\n"
 	"  --stop           leave it stopped (SIGSTOP)\n"
-	"  --tree           take PID and all its descendants (default)\n"
-	"  --pid            take PID alone (refused if it has child processes)\n"
+	"  --tree           ID is a PID: take it and all its descendants (default)\n"
+	"  --pid            ID is a PID: take it alone (refused if it has children)\n"
+	"  --pgid           ID is a process group: take every process in it\n"
+	"  --sid            ID is a session: take every process in it\n"
+	"                   (--pgid, --sid: refused if a member has a child outside)\n"
 	"  -o, --output FILE  image path; written to a temporary name, fsynced, renamed\n"
 	"  --no-sync        do not fsync the image (faster, not crash-safe)\n"
 	"  --stats          print timings and sizes as one JSON line on stderr\n"
@@ -64,6 +67,8 @@ int cmd_checkpoint(int argc, char **argv)
 		{ "compress", optional_argument, NULL, 'C' },
 		{ "stats", no_argument, NULL, 'S' + 256 },
 		{ "pid", no_argument, NULL, 'P' },
+		{ "pgid", no_argument, NULL, 'G' },
+		{ "sid", no_argument, NULL, 'I' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -104,6 +109,12 @@ int cmd_checkpoint(int argc, char **argv)
 		case 'P':
 			opts.scope = CRYO_SCOPE_PID;
 			break;
+		case 'G':
+			opts.scope = CRYO_SCOPE_PGID;
+			break;
+		case 'I':
+			opts.scope = CRYO_SCOPE_SID;
+			break;
 		case 'h':
 			fputs(usage, stdout);
 			return 0;
@@ -118,7 +129,8 @@ int cmd_checkpoint(int argc, char **argv)
 	}
 	opts.pid = strtol(argv[optind], &end, 10);
 	if (*end || opts.pid <= 0) {
-		fprintf(stderr, "cryo: checkpoint: '%s' is not a PID\n", argv[optind]);
+		fprintf(stderr, "cryo: checkpoint: '%s' is not a process, group or session ID\n",
+			argv[optind]);
 		return cli_exit_code(CRYO_EUSAGE);
 	}
 	if (!opts.output) {

@@ -48,11 +48,19 @@ static int wait_restored(pid_t pid)
 	restored_pid = pid;
 	for (size_t i = 0; i < sizeof(forwarded) / sizeof(forwarded[0]); i++)
 		sigaction(forwarded[i], &sa, NULL);
-	while (waitpid(pid, &st, 0) < 0) {
-		if (errno != EINTR) {
-			perror("cryo: restore: waitpid");
-			return cli_exit_code(CRYO_EINTERNAL);
-		}
+	/* images of a group or session may give us several children: wait for all */
+	for (;;) {
+		int any;
+		pid_t got = waitpid(-1, &any, 0);
+
+		if (got == pid)
+			st = any;
+		if (got >= 0 || errno == EINTR)
+			continue;
+		if (errno == ECHILD)
+			break;
+		perror("cryo: restore: waitpid");
+		return cli_exit_code(CRYO_EINTERNAL);
 	}
 	if (WIFEXITED(st))
 		return WEXITSTATUS(st);

@@ -9,6 +9,7 @@
  * memory are put back and they are detached, running as before. --kill
  * kills them only after the image is durably on disk.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -103,6 +104,14 @@ static int add_children(struct dump_tree *t, struct dump_ctx *c, enum cryo_scope
 				break;
 			if (find_proc(t, child))
 				continue;
+			if (scope == CRYO_SCOPE_PGID || scope == CRYO_SCOPE_SID) {
+				buf_free(&b);
+				return cryo_fail(CRYO_EUNSUPP, "process %d has child process %d, "
+						 "which is not in the %s: it could not be "
+						 "restored", c->pid, child,
+						 scope == CRYO_SCOPE_PGID ? "process group" :
+						 "session");
+			}
 			if (scope == CRYO_SCOPE_PID) {
 				buf_free(&b);
 				return cryo_fail(CRYO_EUNSUPP, "process %d has child process %d: "
@@ -143,6 +152,139 @@ static int freeze_tree(struct dump_tree *t, pid_t root, enum cryo_scope scope)
 		if (!t->procs[i]->zombie)
 			ret = add_children(t, t->procs[i], scope);
 	return ret;
+}
+
+static void free_proc(struct dump_ctx *c);
+
+static pid_t scope_id_of(const struct proc_stat *st, enum cryo_scope scope)
+{
+	return scope == CRYO_SCOPE_PGID ? st->pgrp : st->session;
+}
+
+/* One pass over /proc: freeze every member not seen yet; returns how many, or < 0. */
+static int freeze_new_members(struct dump_tree *t, enum cryo_scope scope, pid_t id)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *de;
+	int added = 0, ret = 0;
+
+	if (!d)
+		return cryo_fail(CRYO_EINTERNAL, "cannot list /proc: %s", strerror(errno));
+	while (!ret && (de = readdir(d))) {
+		pid_t pid = atoi(de->d_name);
+		struct proc_stat st;
+		struct dump_ctx *c;
+
+		if (pid <= 0 || find_proc(t, pid) || proc_read_stat(pid, 0, &st) ||
+		    scope_id_of(&st, scope) != id)
+			continue;
+		c = new_proc(t, pid);
+		if (!c) {
+			ret = CRYO_EINTERNAL;
+			break;
+		}
+		ret = st.state == 'Z' || st.state == 'X' ? record_zombie(c, &st) : freeze_process(c);
+		if (ret == CRYO_ENOPROC) {
+			ret = 0;	/* exited meanwhile: a zombie now, found next pass */
+			t->nr_procs--;
+			free(c->threads);
+			free(c);
+			continue;
+		}
+		added++;
+	}
+	closedir(d);
+	return ret ? ret : added;
+}
+
+static pid_t parent_pid(struct dump_ctx *c)
+{
+	struct proc_stat st;
+
+	if (c->zombie)
+		return c->img_task.ppid;
+	return proc_read_stat(c->pid, 0, &st) ? -1 : st.ppid;
+}
+
+static int depth_in_scope(struct dump_tree *t, struct dump_ctx *c)
+{
+	int depth = 0;
+
+	for (struct dump_ctx *p = find_proc(t, parent_pid(c)); p && depth <= t->nr_procs;
+	     p = find_proc(t, parent_pid(p)))
+		depth++;
+	return depth;
+}
+
+static int cmp_depth(const void *a, const void *b)
+{
+	const int *x = a, *y = b;
+
+	return x[0] != y[0] ? x[0] - y[0] : x[1] - y[1];
+}
+
+/*
+ * --pgid/--sid: every process of the group or session, frozen pass after
+ * pass until a pass finds no new one (a member not frozen yet may fork).
+ * Zombies whose parent is outside are not ours (their parent reaps them);
+ * a member's child outside the scope could not be restored: refused.
+ * Then parents are put before their children, as the image wants.
+ */
+static int freeze_members(struct dump_tree *t, enum cryo_scope scope, pid_t id)
+{
+	const char *what = scope == CRYO_SCOPE_PGID ? "process group" : "session";
+	struct dump_ctx **sorted;
+	int n, (*order)[2];
+
+	if ((scope == CRYO_SCOPE_PGID ? getpgid(0) : getsid(0)) == id)
+		return cryo_fail(CRYO_EUSAGE, "cryo itself is in %s %d: run it from outside",
+				 what, id);
+	while ((n = freeze_new_members(t, scope, id)) > 0)
+		;
+	if (n < 0)
+		return n;
+	if (!t->nr_procs)
+		return cryo_fail(CRYO_ENOPROC, "%s %d: no such %s", what, id, what);
+	for (int i = 0; i < t->nr_procs; i++) {
+		struct dump_ctx *c = t->procs[i];
+		struct proc_stat st;
+
+		if (c->zombie && !find_proc(t, c->img_task.ppid)) {
+			free_proc(c);
+			t->procs[i--] = t->procs[--t->nr_procs];
+			continue;
+		}
+		if (!c->zombie && (proc_read_stat(c->pid, 0, &st) || scope_id_of(&st, scope) != id))
+			return cryo_fail(CRYO_EUNSUPP, "process %d left %s %d during the checkpoint: "
+					 "try again", c->pid, what, id);
+	}
+	for (int i = 0; i < t->nr_procs; i++) {
+		int ret;
+
+		if (t->procs[i]->zombie)
+			continue;
+		ret = add_children(t, t->procs[i], scope);
+		if (ret)
+			return ret;
+	}
+	order = malloc(t->nr_procs * sizeof(*order));
+	sorted = malloc(t->nr_procs * sizeof(*sorted));
+	if (!order || !sorted) {
+		free(order);
+		free(sorted);
+		return CRYO_EINTERNAL;
+	}
+	for (int i = 0; i < t->nr_procs; i++) {
+		order[i][0] = depth_in_scope(t, t->procs[i]);
+		order[i][1] = i;
+	}
+	qsort(order, t->nr_procs, sizeof(*order), cmp_depth);
+	for (int i = 0; i < t->nr_procs; i++)
+		sorted[i] = t->procs[order[i][1]];
+	free(t->procs);
+	free(order);
+	t->procs = sorted;
+	return 0;
 }
 
 static int collect_tree(struct dump_tree *t)
@@ -411,10 +553,12 @@ int cryo_checkpoint(const struct cryo_checkpoint_opts *opts)
 
 	if (opts->pid <= 0)
 		return cryo_fail(CRYO_EUSAGE, "invalid PID %d", opts->pid);
-	if (proc_task_state(opts->pid) && proc_tgid(opts->pid) != opts->pid)
+	if (opts->scope == CRYO_SCOPE_PGID || opts->scope == CRYO_SCOPE_SID)
+		;	/* an ID, checked by freeze_members() */
+	else if (proc_task_state(opts->pid) && proc_tgid(opts->pid) != opts->pid)
 		return cryo_fail(CRYO_EUNSUPP, "%d is a thread of process %d: give the process ID",
 				 opts->pid, proc_tgid(opts->pid));
-	if (opts->pid == getpid() || opts->pid == getppid())
+	else if (opts->pid == getpid() || opts->pid == getppid())
 		return cryo_fail(CRYO_EUSAGE, "cryo cannot checkpoint itself or its parent");
 
 	/*
@@ -436,7 +580,10 @@ int cryo_checkpoint(const struct cryo_checkpoint_opts *opts)
 		}
 	}
 	t_frozen_start = now_ns();
-	ret = freeze_tree(&tree, opts->pid, opts->scope);
+	if (opts->scope == CRYO_SCOPE_PGID || opts->scope == CRYO_SCOPE_SID)
+		ret = freeze_members(&tree, opts->scope, opts->pid);
+	else
+		ret = freeze_tree(&tree, opts->pid, opts->scope);
 	t_frozen = now_ns();
 	if (!ret)
 		ret = fault_point("checkpoint:frozen");

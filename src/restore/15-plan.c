@@ -12,7 +12,8 @@
  *  - a process whose session leader is gone is created by a helper task
  *    that takes the leader's PID and starts the session again (setsid).
  * A process group whose leader is gone gets a helper task too, holding the
- * leader's PID as its group until every member has joined.
+ * leader's PID as its group until every member has joined; it is a child
+ * of the first member's creator, which reaps it.
  *
  * Helpers are entries of procs[] after the image's processes, with no
  * threads, memory or descriptors. They exit before any process runs again;
@@ -148,8 +149,8 @@ static int plan_group(struct restore_ctx *r, int i)
 		return cryo_fail(CRYO_EUNSUPP, "restore: task %d leads session %d but was in "
 				 "group %d, whose leader is gone: not supported", t->pid, t->sid,
 				 t->pgid);
-	h = add_helper(r, t->pgid, t->sid, p->creator, p->clone_parent, p->parent,
-		       "a process group");
+	/* its creator's own child: reaped by it, whatever the members' parent */
+	h = add_helper(r, t->pgid, t->sid, p->creator, 0, p->creator, "a process group");
 	return h < 0 ? h : 0;
 }
 

@@ -99,9 +99,19 @@ static int join_group(struct restore_proc *p)
 	return 0;
 }
 
+/*
+ * Tell cryo we are here with our own session, group and children; cryo
+ * opens the barrier once everybody is, so no one joins a group that its
+ * leader has not made yet.
+ */
 static int wait_barrier(struct restore_ctx *r)
 {
-	char c;
+	char c = 'a';
+
+	if (write(r->arrive_pipe[1], &c, 1) != 1)
+		return CRYO_ERESTORE;
+	close(r->arrive_pipe[1]);
+	r->arrive_pipe[1] = -1;
 
 	/* EOF: cryo died (its end closed); every process must then go too */
 	if (read(r->barrier_pipe[0], &c, 1) != 1)
@@ -155,6 +165,9 @@ static void __attribute__((noreturn)) helper_main(struct restore_ctx *r, int ind
 		_exit(CHILD_EXIT_FAILED);
 	while (read(r->release_pipe[0], &c, 1) < 0 && errno == EINTR)
 		;
+	/* a session helper parents the group helpers it made: reap them */
+	while (waitpid(-1, NULL, __WALL) > 0 || errno == EINTR)
+		;
 	_exit(0);
 }
 
@@ -185,7 +198,8 @@ void restore_proc_main(struct restore_ctx *r, int index)
 	 * death shows as EOF below.
 	 */
 	int *theirs[] = { &r->go_pipe[1], &r->barrier_pipe[1], &r->report_pipe[0],
-			  &r->helper_pipe[0], &r->helper_pipe[1], &r->release_pipe[1] };
+			  &r->helper_pipe[0], &r->helper_pipe[1], &r->release_pipe[1],
+			  &r->arrive_pipe[0] };
 	for (size_t i = 0; i < ARRAY_SIZE(theirs); i++) {
 		if (*theirs[i] >= 0)
 			close(*theirs[i]);
@@ -392,7 +406,8 @@ int restore_create_tree(struct restore_ctx *r)
 		return ret;
 
 	if (pipe2(r->go_pipe, O_CLOEXEC) || pipe2(r->barrier_pipe, O_CLOEXEC) ||
-	    pipe2(r->report_pipe, O_CLOEXEC) || pipe2(r->release_pipe, O_CLOEXEC))
+	    pipe2(r->report_pipe, O_CLOEXEC) || pipe2(r->release_pipe, O_CLOEXEC) ||
+	    pipe2(r->arrive_pipe, O_CLOEXEC))
 		return cryo_fail(CRYO_ERESTORE, "restore: pipe: %s", strerror(errno));
 	if (fault_point("restore:tree"))
 		return CRYO_ERESTORE;
@@ -413,7 +428,9 @@ int restore_create_tree(struct restore_ctx *r)
 	close(r->barrier_pipe[0]);
 	close(r->report_pipe[1]);
 	close(r->release_pipe[0]);
+	close(r->arrive_pipe[1]);
 	r->go_pipe[0] = r->barrier_pipe[0] = r->report_pipe[1] = r->release_pipe[0] = -1;
+	r->arrive_pipe[1] = -1;
 	if (ptrace(PTRACE_SEIZE, root, 0, TRACE_OPTIONS) < 0) {
 		ret = cryo_fail(CRYO_ERESTORE, "restore: cannot trace the new task %d: %s", root,
 				strerror(errno));

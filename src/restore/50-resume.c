@@ -241,7 +241,8 @@ static int seize_threads(struct restore_proc *p)
 /*
  * Run the tree until every process is parked in its restorer: continue the
  * fork events and the first stop of each new process, pass other signals
- * on, let zombies die, and release the barrier once every process exists.
+ * on, let zombies die, and release the barrier once every process has
+ * arrived there (with its session, group and children).
  * Leader helpers (phase 15) must live through stage 1 and exit in stage 2.
  */
 static int release_barrier(struct restore_ctx *r)
@@ -262,7 +263,7 @@ static int release_barrier(struct restore_ctx *r)
 
 static int run_until_parked(struct restore_ctx *r, int stage)
 {
-	uint32_t live = 0, seen = 0, parked = 0, exited = 0, exiting = 0;
+	uint32_t live = 0, parked = 0, exited = 0, exiting = 0;
 	uint64_t deadline = now_ns() + 60ull * 1000000000ull;
 
 	for (uint32_t i = 0; i < r->nr_procs; i++) {
@@ -275,15 +276,22 @@ static int run_until_parked(struct restore_ctx *r, int stage)
 			live++;
 		}
 		p->parked = 0;
-		seen += p->seized;
-	}
-	if (stage == 1 && seen == r->nr_procs) {
-		int ret = release_barrier(r);
-		if (ret)
-			return ret;
 	}
 	while (parked < live || exited < exiting) {
 		int progress = 0;
+		char arrivals[256];
+		ssize_t n;
+
+		while (stage == 1 && r->arrived < r->nr_procs &&
+		       (n = read(r->arrive_pipe[0], arrivals, sizeof(arrivals))) > 0) {
+			progress = 1;
+			r->arrived += n;
+			if (r->arrived == r->nr_procs) {
+				int ret = release_barrier(r);
+				if (ret)
+					return ret;
+			}
+		}
 
 		for (uint32_t i = 0; i < r->nr_procs; i++) {
 			struct restore_proc *p = &r->procs[i];
@@ -295,15 +303,7 @@ static int run_until_parked(struct restore_ctx *r, int stage)
 			if (waitpid(pid, &st, __WALL | WNOHANG) <= 0)
 				continue;
 			progress = 1;
-			if (!p->seized) {
-				/* first stop of a process traced from birth */
-				p->seized = 1;
-				if (++seen == r->nr_procs) {
-					int ret = release_barrier(r);
-					if (ret)
-						return ret;
-				}
-			}
+			p->seized = 1;	/* first stop of a process traced from birth */
 			if (WIFEXITED(st) || WIFSIGNALED(st)) {
 				p->exited = 1;
 				if (!p->zombie && !(p->helper && stage == 2))

@@ -76,6 +76,8 @@ static void free_ctx(struct restore_ctx *r)
 			close(r->report_pipe[i]);
 		if (r->release_pipe[i] >= 0)
 			close(r->release_pipe[i]);
+		if (r->arrive_pipe[i] >= 0)
+			close(r->arrive_pipe[i]);
 	}
 	restore_end_helpers(r);
 	if (r->helper_pipe[0] >= 0)
@@ -95,7 +97,7 @@ int cryo_restore(const struct cryo_restore_opts *opts, pid_t *pid_out)
 	r.opts = opts;
 	for (int i = 0; i < 2; i++)
 		r.go_pipe[i] = r.barrier_pipe[i] = r.report_pipe[i] = r.helper_pipe[i] =
-			r.release_pipe[i] = -1;
+			r.release_pipe[i] = r.arrive_pipe[i] = -1;
 	ret = restore_validate(&r);
 	if (ret)
 		goto out;
@@ -104,6 +106,7 @@ int cryo_restore(const struct cryo_restore_opts *opts, pid_t *pid_out)
 	if (ret)
 		goto out;
 	fcntl(r.report_pipe[0], F_SETFL, O_NONBLOCK);
+	fcntl(r.arrive_pipe[0], F_SETFL, O_NONBLOCK);
 	ret = restore_resume(&r);
 	if (ret)
 		restore_kill_all(&r);

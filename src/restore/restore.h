@@ -112,6 +112,8 @@ struct restore_ctx {
 	int barrier_pipe[2];	/* cryo -> all: "every process exists" (one byte each) */
 	int report_pipe[2];	/* all -> cryo: struct restore_report */
 	int release_pipe[2];	/* cryo -> leader helpers: EOF = every group joined, exit */
+	int arrive_pipe[2];	/* all -> cryo: "my session, group and children exist" */
+	uint32_t arrived;
 	int stdio_copy[3];	/* cryo's own stdio, for inherited descriptors */
 
 	/* tasks holding the PIDs of dead tasks named by /proc fds, until the end */

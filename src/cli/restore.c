@@ -40,7 +40,7 @@ static void forward(int sig)
 static int wait_restored(pid_t pid)
 {
 	struct sigaction sa;
-	int st;
+	int st = 0;
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = forward;

@@ -192,6 +192,10 @@ static int classify_fd(struct dump_ctx *c, int idx, struct stat *sbs, const char
 		return 0;
 	}
 
+	if (S_ISREG(sb->st_mode) && deleted && !strncmp(path, "/memfd:", 7)) {
+		f->kind = CRYO_FD_MEMFD;	/* its object: collect_shmem() */
+		return 0;
+	}
 	if (S_ISREG(sb->st_mode)) {
 		if (path[0] != '/')
 			return unsupported(c, fd, "special file", path);

@@ -157,6 +157,105 @@ static int scan_object(struct dump_shmem *o)
 	return 0;
 }
 
+/* The object with this inode, added (with a dup of src_fd) if new; < 0 on failure. */
+static int shmem_object(struct dump_tree *t, uint64_t ino, int src_fd)
+{
+	struct dump_shmem *s;
+	int k;
+
+	for (k = 0; k < t->nr_shmems; k++)
+		if (t->shmems[k].img.id == ino)
+			return k;
+	s = realloc(t->shmems, (k + 1) * sizeof(*s));
+	if (!s)
+		return CRYO_EINTERNAL;
+	t->shmems = s;
+	memset(&s[k], 0, sizeof(s[k]));
+	s[k].img.id = ino;
+	/* the object outlives the fd's owner: keep our own */
+	s[k].src_fd = fcntl(src_fd, F_DUPFD_CLOEXEC, 0);
+	if (s[k].src_fd < 0)
+		return cryo_fail(CRYO_EINTERNAL, "shared memory object %llu: dup: %s",
+				 (unsigned long long)ino, strerror(errno));
+	t->nr_shmems++;
+	return k;
+}
+
+static const char *memfd_prefix = "/memfd:";
+
+/* "/memfd:NAME (deleted)" -> NAME, in the string table. */
+static cryo_str_t memfd_name(struct dump_tree *t, const char *shown)
+{
+	char name[PATH_MAX];
+	int len = (int)(strlen(shown) - strlen(memfd_prefix) - strlen(deleted_suffix));
+
+	snprintf(name, sizeof(name), "%.*s", len, shown + strlen(memfd_prefix));
+	return strtab_add(&t->strings, name);
+}
+
+/*
+ * Descriptors on memfds: each names the object it opens, which is saved
+ * once with the areas mapping it (or alone if nothing maps it).
+ */
+static int note_memfd_fds(struct dump_tree *t, struct dump_ctx *c)
+{
+	for (int i = 0; i < c->nr_fds; i++) {
+		struct cryo_img_fd *f = &c->fds[i];
+		char path[64], shown[PATH_MAX];
+		ssize_t n;
+		int src, k;
+
+		if (f->kind != CRYO_FD_MEMFD)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/fd/%d", c->pid, f->fd);
+		n = readlink(path, shown, sizeof(shown) - 1);
+		src = open(path, O_RDONLY | O_CLOEXEC);
+		if (src < 0 || n < (ssize_t)(strlen(memfd_prefix) + strlen(deleted_suffix))) {
+			if (src >= 0)
+				close(src);
+			return cryo_fail(CRYO_EINTERNAL, "process %d: fd %d (memfd): %s", c->pid,
+					 f->fd, strerror(errno));
+		}
+		shown[n] = 0;
+		k = shmem_object(t, c->fd_stats[i].st_ino, src);
+		close(src);
+		if (k < 0)
+			return k;
+		if (t->shmems[k].img.kind != CRYO_SHMEM_MEMFD) {
+			t->shmems[k].img.kind = CRYO_SHMEM_MEMFD;
+			t->shmems[k].img.name = memfd_name(t, shown);
+			if (t->shmems[k].img.name == (cryo_str_t)-1)
+				return CRYO_EINTERNAL;
+		}
+		f->shmem = k;
+	}
+	return 0;
+}
+
+/*
+ * A memfd's seals, mode and exact size. Its pages are staged through a
+ * writable shared mapping at restore, and F_SEAL_WRITE cannot be added
+ * while one exists: a write-sealed memfd that is also mapped is refused.
+ */
+static int describe_memfd(struct dump_tree *t, struct dump_shmem *o, const struct stat *sb)
+{
+	const char *name = (const char *)t->strings.data + o->img.name;
+	int seals = fcntl(o->src_fd, F_GET_SEALS);
+
+	if (seals < 0)
+		return cryo_fail(CRYO_EINTERNAL, "memfd %s: F_GET_SEALS: %s", name, strerror(errno));
+	if (sb->st_blksize != PAGE_SIZE_BYTES)
+		return cryo_fail(CRYO_EUNSUPP, "memfd %s: huge pages (MFD_HUGETLB): not supported",
+				 name);
+	if (o->mapped && (seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)))
+		return cryo_fail(CRYO_EUNSUPP, "memfd %s is mapped and sealed against writes: "
+				 "not supported yet", name);
+	o->img.seals = seals;
+	o->img.mode = sb->st_mode & 07777;
+	o->img.file_size = sb->st_size;
+	return 0;
+}
+
 int collect_shmem(struct dump_tree *t)
 {
 	for (int p = 0; p < t->nr_procs; p++) {
@@ -169,35 +268,44 @@ int collect_shmem(struct dump_tree *t)
 
 			if (v->kind != CRYO_VMA_ANON_SHARED)
 				continue;
-			for (k = 0; k < t->nr_shmems; k++)
-				if (t->shmems[k].img.id == c->shmem_inos[i])
-					break;
-			if (k == t->nr_shmems) {
-				struct dump_shmem *s = realloc(t->shmems, (k + 1) * sizeof(*s));
-				if (!s)
+			k = shmem_object(t, c->shmem_inos[i], c->vma_src_fds[i]);
+			if (k < 0)
+				return k;
+			t->shmems[k].mapped = 1;
+			if (!strncmp(c->vmas[i].path, memfd_prefix, strlen(memfd_prefix)) &&
+			    t->shmems[k].img.kind != CRYO_SHMEM_MEMFD) {
+				t->shmems[k].img.kind = CRYO_SHMEM_MEMFD;
+				t->shmems[k].img.name = memfd_name(t, c->vmas[i].path);
+				if (t->shmems[k].img.name == (cryo_str_t)-1)
 					return CRYO_EINTERNAL;
-				t->shmems = s;
-				memset(&s[k], 0, sizeof(s[k]));
-				s[k].img.id = c->shmem_inos[i];
-				s[k].src_fd = -1;
-				t->nr_shmems++;
-			}
-			if (t->shmems[k].src_fd < 0) {
-				/* the object outlives this fd's owner: keep our own */
-				t->shmems[k].src_fd = fcntl(c->vma_src_fds[i], F_DUPFD_CLOEXEC, 0);
 			}
 			if (need > t->shmems[k].img.size)
 				t->shmems[k].img.size = need;
 			v->shmem = k;
 		}
 	}
+	for (int p = 0; p < t->nr_procs; p++) {
+		int ret = note_memfd_fds(t, t->procs[p]);
+		if (ret)
+			return ret;
+	}
 	for (int k = 0; k < t->nr_shmems; k++) {
+		struct dump_shmem *o = &t->shmems[k];
 		struct stat sb;
+		int ret;
 
+		if (fstat(o->src_fd, &sb))
+			return cryo_fail(CRYO_EINTERNAL, "shared memory object %llu: fstat: %s",
+					 (unsigned long long)o->img.id, strerror(errno));
 		/* the object may be larger than what is mapped: keep all of it */
-		if (fstat(t->shmems[k].src_fd, &sb) == 0 && (uint64_t)sb.st_size > t->shmems[k].img.size)
-			t->shmems[k].img.size = PAGE_ALIGN_UP((uint64_t)sb.st_size);
-		int ret = scan_object(&t->shmems[k]);
+		if ((uint64_t)sb.st_size > o->img.size)
+			o->img.size = PAGE_ALIGN_UP((uint64_t)sb.st_size);
+		if (o->img.kind == CRYO_SHMEM_MEMFD) {
+			ret = describe_memfd(t, o, &sb);
+			if (ret)
+				return ret;
+		}
+		ret = scan_object(o);
 		if (ret)
 			return ret;
 	}
@@ -372,11 +480,14 @@ static int classify(struct dump_ctx *c, const struct proc_vma *pv, struct cryo_i
 	} else if (p[0] == '/' && ends_with(p, deleted_suffix) && strncmp(p, "/memfd:", 7) &&
 		   strncmp(p, "/SYSV", 5) && strncmp(p, "/dev/", 5)) {
 		return classify_deleted(c, pv, v);
+	} else if (!strncmp(p, "/memfd:", 7) && ends_with(p, deleted_suffix) && pv->shared) {
+		v->kind = CRYO_VMA_ANON_SHARED;	/* a shared memory object with a name */
 	} else if (p[0] == '/' && ends_with(p, deleted_suffix)) {
 		return cryo_fail(CRYO_EUNSUPP,
-				 "process %d: memory area %lx-%lx maps %s: memfd and SysV shared "
-				 "memory are not supported yet", c->pid,
-				 (unsigned long)pv->start, (unsigned long)pv->end, p);
+				 "process %d: memory area %lx-%lx maps %s: %s not supported yet",
+				 c->pid, (unsigned long)pv->start, (unsigned long)pv->end, p,
+				 strncmp(p, "/memfd:", 7) ? "SysV shared memory is" :
+				 "a private mapping of a memfd is");
 	} else if (p[0] == '/') {
 		return classify_file(c, pv, v);
 	} else {

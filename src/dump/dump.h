@@ -66,7 +66,8 @@ struct dump_ctx {
 struct dump_shmem {
 	struct cryo_img_shmem img;
 	struct page_runs runs;	/* offsets in the object */
-	int src_fd;		/* a map_files fd on it */
+	int src_fd;		/* a map_files (or /proc/PID/fd) fd on it */
+	int mapped;		/* some area maps it */
 };
 
 /* The whole checkpoint: every process in scope, in tree order (parents first). */
@@ -97,7 +98,7 @@ int resolve_shared_fds(struct dump_tree *t);
 int add_blob(struct dump_tree *t, struct cryo_img_fd *f, int src_fd, uint64_t len,
 	     uint8_t *data);
 int dump_pages(struct dump_ctx *c, struct img_writer *w);
-/* Group shared anonymous areas of all processes into objects; find their pages. */
+/* Group shared memory areas and memfd descriptors into objects; find their pages. */
 int collect_shmem(struct dump_tree *t);
 int dump_shmem_pages(struct dump_tree *t, struct img_writer *w);
 

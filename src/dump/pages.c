@@ -213,6 +213,27 @@ int dump_pages(struct dump_ctx *c, struct img_writer *w)
 }
 
 /* Shared anonymous memory objects: their pages, read through the shmem file. */
+/* A memfd's last page may end before the page does: the rest reads as zeros. */
+static int pread_to_eof(int fd, uint8_t *p, size_t n, off_t off)
+{
+	while (n) {
+		ssize_t r = pread(fd, p, n, off);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (r == 0) {
+			memset(p, 0, n);
+			break;
+		}
+		p += r;
+		n -= r;
+		off += r;
+	}
+	return 0;
+}
+
 int dump_shmem_pages(struct dump_tree *t, struct img_writer *w)
 {
 	uint8_t *buf;
@@ -238,7 +259,7 @@ int dump_shmem_pages(struct dump_tree *t, struct img_writer *w)
 			while (left && !ret) {
 				size_t n = left < CHUNK_BYTES - used ? left : CHUNK_BYTES - used;
 
-				ret = pread_full(o->src_fd, buf + used, n, off);
+				ret = pread_to_eof(o->src_fd, buf + used, n, off);
 				if (ret) {
 					ret = cryo_fail(CRYO_EINTERNAL, "reading shared memory: %s",
 							strerror(-ret));

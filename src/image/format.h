@@ -243,10 +243,20 @@ struct cryo_img_vma {
  * one object however many areas and processes map it: its content is saved
  * once, and every area maps it at its offset (pgoff).
  */
+enum cryo_shmem_kind {
+	CRYO_SHMEM_ANON = 0,		/* MAP_SHARED|MAP_ANONYMOUS, /dev/zero */
+	CRYO_SHMEM_MEMFD = 1,		/* memfd_create(): name, seals, mode, exact size */
+};
+
 struct cryo_img_shmem {
 	uint64_t id;			/* inode at checkpoint, for information */
-	uint64_t size;			/* bytes, page aligned */
+	uint64_t size;			/* bytes, page aligned: what is saved and staged */
 	uint64_t nr_pages_dumped;
+	uint32_t kind;			/* enum cryo_shmem_kind */
+	uint32_t seals;			/* MEMFD: F_GET_SEALS */
+	cryo_str_t name;		/* MEMFD: as given to memfd_create() */
+	uint32_t mode;			/* MEMFD: permission bits */
+	uint64_t file_size;		/* MEMFD: st_size (<= size) */
 } __attribute__((packed));
 
 #define CRYO_SHMEM_PAGES_ID 0xffffffff00000000ull
@@ -280,6 +290,7 @@ enum cryo_fd_kind {
 	CRYO_FD_INHERIT,		/* stdio outside the image: restorer's own */
 	CRYO_FD_PROC,			/* names a task (/proc/<pid>/...): reopened late */
 	CRYO_FD_PIDFD,			/* pidfd of task proc_pid: reopened late */
+	CRYO_FD_MEMFD,			/* memfd: the SHMEM object `shmem` */
 };
 
 /* Where the task named by a CRYO_FD_PROC / CRYO_FD_PIDFD descriptor is. */
@@ -308,6 +319,8 @@ struct cryo_img_fd {
 	int32_t proc_pid;		/* PROC, PIDFD: the task named */
 	uint32_t proc_target;		/* enum cryo_proc_target */
 	uint64_t proc_starttime;	/* OUTSIDE: its start time (clock ticks after boot) */
+	uint32_t shmem;			/* MEMFD: index in the SHMEM table */
+	uint32_t pad1;
 } __attribute__((packed));
 
 #endif

@@ -377,8 +377,10 @@ static const char *const vma_flag_names[] = {
 };
 
 static const char *const fd_kind_names[] = {
-	NULL, "reg", "dir", "chr", "deleted", "pipe", "dup", "inherit", "proc", "pidfd",
+	NULL, "reg", "dir", "chr", "deleted", "pipe", "dup", "inherit", "proc", "pidfd", "memfd",
 };
+
+static const char *const shmem_kind_names[] = { "anonymous", "memfd" };
 
 static const char *const proc_target_names[] = { NULL, "image", "outside", "dead" };
 
@@ -711,6 +713,26 @@ static void print_fd(struct inspect *in, const struct cryo_img_fd *f)
 						 f->proc_target));
 		o_u64(o, "proc_starttime", f->proc_starttime);
 	}
+	if (f->kind == CRYO_FD_MEMFD || o->json)
+		o_u64(o, "shmem", f->shmem);
+	o_obj_end(o);
+}
+
+static void print_shmem(struct inspect *in, const struct cryo_img_shmem *s)
+{
+	struct out *o = &in->o;
+
+	o_obj(o, NULL, "shared memory");
+	o_u64(o, "id", s->id);
+	o_word(o, "kind", name_of(shmem_kind_names, ARRAY_SIZE(shmem_kind_names), s->kind));
+	o_u64(o, "size", s->size);
+	o_u64(o, "nr_pages_dumped", s->nr_pages_dumped);
+	if (s->kind == CRYO_SHMEM_MEMFD || o->json) {
+		o_str(o, "name", imgr_str(in->r, s->name));
+		o_u64(o, "file_size", s->file_size);
+		o_oct(o, "mode", s->mode);
+		o_u64(o, "seals", s->seals);
+	}
 	o_obj_end(o);
 }
 
@@ -737,6 +759,7 @@ static void task_fn(struct inspect *in, const void *e) { print_task(in, e); }
 static void thread_fn(struct inspect *in, const void *e) { print_thread(in, e); }
 static void siginfo_fn(struct inspect *in, const void *e) { print_siginfo(in, e); }
 static void fd_fn(struct inspect *in, const void *e) { print_fd(in, e); }
+static void shmem_fn(struct inspect *in, const void *e) { print_shmem(in, e); }
 
 /* One group per VMA section (id = pid), then the total of page data. */
 static void print_memory(struct inspect *in)
@@ -818,6 +841,8 @@ int cryo_inspect(const char *image, FILE *out, int json)
 		     siginfo_fn);
 	print_memory(&in);
 	print_tables(&in, "fds", CRYO_SEC_FD, sizeof(struct cryo_img_fd), fd_fn);
+	print_tables(&in, "shared_memory", CRYO_SEC_SHMEM, sizeof(struct cryo_img_shmem),
+		     shmem_fn);
 	print_sections(&in);
 	if (json)
 		fputs("\n}", out);

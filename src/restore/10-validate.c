@@ -7,6 +7,7 @@
  * layout, free PIDs and TIDs, sessions cryo can recreate.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -270,6 +271,11 @@ static int validate_fds(struct restore_ctx *r, struct restore_proc *p)
 		case CRYO_FD_PIPE:
 		case CRYO_FD_INHERIT:
 			break;
+		case CRYO_FD_MEMFD:
+			if (f->shmem >= r->nr_shmems ||
+			    r->shmems[f->shmem].img.kind != CRYO_SHMEM_MEMFD)
+				return bad(r, "fd %d: memfd object %u missing", f->fd, f->shmem);
+			break;
 		case CRYO_FD_PROC:
 		case CRYO_FD_PIDFD: {
 			int ret = validate_proc_target(r, p, f, path);
@@ -435,6 +441,8 @@ static int validate_vmas(struct restore_ctx *r, struct restore_proc *p, struct c
 		    v->name[0] != '/')
 			return bad(r, "memory area %lx-%lx: file path %s not absolute",
 				   (unsigned long)v->img.start, (unsigned long)v->img.end, v->name);
+		if (v->img.kind == CRYO_VMA_ANON_SHARED && v->img.shmem < r->nr_shmems)
+			r->shmems[v->img.shmem].mapped = 1;
 		if (v->img.kind == CRYO_VMA_ANON_SHARED &&
 		    (v->img.shmem >= r->nr_shmems || v->img.nr_pages_dumped ||
 		     v->img.pgoff > r->shmems[v->img.shmem].area.img.end ||
@@ -644,6 +652,28 @@ static int validate_shmems(struct restore_ctx *r)
 		if (!tab[k].size || tab[k].size % PAGE_SIZE_BYTES || tab[k].size > USER_SPACE_END) {
 			free(tab);
 			return bad(r, "shared memory object %u: bad size", k);
+		}
+		r->shmems[k].img = tab[k];
+		r->shmems[k].fd = -1;
+		if (tab[k].kind == CRYO_SHMEM_MEMFD) {
+			const uint32_t known = F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW |
+					       F_SEAL_WRITE | F_SEAL_FUTURE_WRITE | F_SEAL_EXEC;
+
+			r->shmems[k].memfd_name = str_or_bad(r, tab[k].name, "memfd name");
+			if (!r->shmems[k].memfd_name) {
+				free(tab);
+				return CRYO_EIMAGE;
+			}
+			/* memfd_create() takes at most 249 bytes of name */
+			if (strlen(r->shmems[k].memfd_name) > 249 || (tab[k].seals & ~known) ||
+			    tab[k].mode > 07777 || tab[k].file_size > tab[k].size) {
+				free(tab);
+				return bad(r, "memfd object %u: bad name, seals, mode or size", k);
+			}
+		} else if (tab[k].kind != CRYO_SHMEM_ANON) {
+			free(tab);
+			return bad(r, "shared memory object %u: unknown kind %u", k,
+				   r->shmems[k].img.kind);
 		}
 		v->img.start = 0;
 		v->img.end = tab[k].size;

@@ -219,9 +219,7 @@ void restore_proc_main(struct restore_ctx *r, int index)
 	if (!ret && p->helper)
 		helper_main(r, index);
 	if (!ret && index == 0)
-		ret = restore_shared_files(r);
-	if (!ret && index == 0)
-		ret = restore_shared_memory(r);
+		ret = restore_shared_files(r);	/* and shared memory, memfds first */
 	if (!ret && r->stdio_copy[2] >= 0) {
 		log_fd = r->stdio_copy[2];
 		cryo_set_log(log_to_saved_stderr, NULL);

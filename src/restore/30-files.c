@@ -249,6 +249,36 @@ out:
 	return ret;
 }
 
+/* A new open file description of the memfd the root made (phase 40). */
+static int open_memfd(struct restore_ctx *r, const struct cryo_img_fd *f)
+{
+	char path[64];
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", r->shmems[f->shmem].fd);
+	fd = open(path, (f->flags & ~REOPEN_IGNORED_FLAGS) | O_CLOEXEC);
+	if (fd < 0)
+		return fail_fd(r, f, "reopening the memfd");
+	if (lseek(fd, f->pos, SEEK_SET) < 0) {
+		int ret = fail_fd(r, f, "lseek");
+		close(fd);
+		return ret;
+	}
+	return fd;
+}
+
+static int open_description(struct restore_ctx *r, const struct cryo_img_fd *f)
+{
+	switch (f->kind) {
+	case CRYO_FD_DELETED:
+		return open_deleted(r, f);
+	case CRYO_FD_MEMFD:
+		return open_memfd(r, f);
+	default:
+		return open_by_path(r, f);
+	}
+}
+
 int restore_shared_files(struct restore_ctx *r)
 {
 	int *park_of = malloc((r->nr_fds ? r->nr_fds : 1) * sizeof(int));
@@ -272,6 +302,10 @@ int restore_shared_files(struct restore_ctx *r)
 	if (r->img_fd < 0 || r->barrier_pipe[0] < 0 || r->report_pipe[1] < 0)
 		return cryo_fail(CRYO_ERESTORE, "restore: moving cryo's own fds above %d: %s",
 				 r->internal_base, strerror(errno));
+	/* memfds exist before the descriptors that open them */
+	ret = restore_shared_memory(r);
+	if (ret)
+		return ret;
 
 	for (uint32_t g = 0; g < r->nr_fds && !ret; g++) {
 		const struct cryo_img_fd *f = &r->fds[g];
@@ -285,7 +319,7 @@ int restore_shared_files(struct restore_ctx *r)
 		}
 		if (!f->file_id || f->kind == CRYO_FD_DUP || f->kind == CRYO_FD_INHERIT)
 			continue;
-		fd = f->kind == CRYO_FD_DELETED ? open_deleted(r, f) : open_by_path(r, f);
+		fd = open_description(r, f);
 		if (fd >= 0 && f->kind != CRYO_FD_CHR &&
 		    fcntl(fd, F_SETFL, f->flags & SETFL_FLAGS) < 0)
 			fd = fail_fd(r, f, "fcntl(F_SETFL)");
@@ -329,7 +363,11 @@ static int restore_one(struct restore_ctx *r, uint32_t i)
 			fd = fail_fd(r, f, "fcntl(F_SETFL)");
 		break;
 	case CRYO_FD_DELETED:
-		fd = open_deleted(r, f);
+	case CRYO_FD_MEMFD:
+		fd = open_description(r, f);
+		if (fd >= 0 && f->kind == CRYO_FD_MEMFD &&
+		    fcntl(fd, F_SETFL, f->flags & SETFL_FLAGS) < 0)
+			fd = fail_fd(r, f, "fcntl(F_SETFL)");
 		break;
 	case CRYO_FD_DUP:
 		fd = fcntl(f->dup_of, F_DUPFD_CLOEXEC, 0);

@@ -816,6 +816,48 @@ int restore_memory_and_jump(struct restore_ctx *r)
  * creates any child, at a place free in every process's layout: every
  * process inherits them, and its restorer maps each of its areas onto them.
  */
+/*
+ * A memfd with its name, parked above the image's descriptors so that every
+ * process inherits it until its own descriptors and areas are set up.
+ * Staged at full size to be filled; seals come once it is filled.
+ */
+static int make_memfd(struct restore_ctx *r, struct restore_shmem *o)
+{
+	int fd = memfd_create(o->memfd_name, MFD_ALLOW_SEALING | MFD_CLOEXEC);
+
+	if (fd < 0)
+		return cryo_fail(CRYO_ERESTORE, "restore: memfd %s: memfd_create: %s", o->memfd_name,
+				 strerror(errno));
+	o->fd = restore_move_fd(fd, r->park_base);
+	if (o->fd < 0 || ftruncate(o->fd, o->area.img.end) < 0 ||
+	    fchmod(o->fd, o->img.mode) < 0)
+		return cryo_fail(CRYO_ERESTORE, "restore: memfd %s: setting it up: %s",
+				 o->memfd_name, strerror(errno));
+	return 0;
+}
+
+/*
+ * Exact size, then the seals. A memfd nothing maps loses its staging
+ * mapping first (a writable mapping would forbid F_SEAL_WRITE); a
+ * placeholder keeps the range reserved, the staging area stays one piece.
+ */
+static int finish_memfd(struct restore_ctx *r, struct restore_shmem *o, void *staged)
+{
+	(void)r;
+	if (!o->mapped && mmap(staged, o->area.img.end, PROT_NONE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED)
+		return cryo_fail(CRYO_ERESTORE, "restore: memfd %s: releasing its staging: %s",
+				 o->memfd_name, strerror(errno));
+	if (ftruncate(o->fd, o->img.file_size) < 0)
+		return cryo_fail(CRYO_ERESTORE, "restore: memfd %s: ftruncate to %llu bytes: %s",
+				 o->memfd_name, (unsigned long long)o->img.file_size,
+				 strerror(errno));
+	if (o->img.seals && fcntl(o->fd, F_ADD_SEALS, o->img.seals) < 0)
+		return cryo_fail(CRYO_ERESTORE, "restore: memfd %s: adding seals %#x: %s",
+				 o->memfd_name, o->img.seals, strerror(errno));
+	return 0;
+}
+
 int restore_shared_memory(struct restore_ctx *r)
 {
 	struct busy b = { 0 };
@@ -843,17 +885,26 @@ int restore_shared_memory(struct restore_ctx *r)
 		return cryo_fail(CRYO_ERESTORE, "restore: no room for shared memory staging");
 	cursor = r->shmem_stage;
 	for (uint32_t k = 0; k < r->nr_shmems; k++) {
-		struct restore_vma *v = &r->shmems[k].area;
-		void *p = mmap((void *)cursor, v->img.end, PROT_READ | PROT_WRITE,
-			       MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+		struct restore_shmem *o = &r->shmems[k];
+		struct restore_vma *v = &o->area;
+		void *p;
 
+		if (o->img.kind == CRYO_SHMEM_MEMFD) {
+			ret = make_memfd(r, o);
+			if (ret)
+				return ret;
+		}
+		p = mmap((void *)cursor, v->img.end, PROT_READ | PROT_WRITE,
+			 MAP_SHARED | MAP_FIXED_NOREPLACE | (o->fd < 0 ? MAP_ANONYMOUS : 0), o->fd, 0);
 		if (p == MAP_FAILED)
 			return cryo_fail(CRYO_ERESTORE, "restore: mapping shared memory object %u "
 					 "(%llu bytes): %s", k, (unsigned long long)v->img.end,
 					 strerror(errno));
-		r->shmems[k].addr = cursor;
+		o->addr = cursor;
 		v->premap_addr = cursor;
 		ret = fill_pages(r, v);
+		if (!ret && o->img.kind == CRYO_SHMEM_MEMFD)
+			ret = finish_memfd(r, o, p);
 		if (ret)
 			return ret;
 		cursor += v->img.end + PAGE_SIZE_BYTES;

@@ -30,6 +30,10 @@
 #include "cryo.h"
 #include "image/image.h"
 
+#ifndef F_SEAL_EXEC
+#define F_SEAL_EXEC 0x0020	/* Linux 6.3; older libc headers lack it */
+#endif
+
 struct restore_vma {
 	struct cryo_img_vma img;
 	const char *name;
@@ -73,6 +77,10 @@ struct restore_proc {
 struct restore_shmem {
 	struct restore_vma area;	/* start 0, end = size; its pages */
 	uint64_t addr;			/* where the root mapped it */
+	struct cryo_img_shmem img;
+	const char *memfd_name;		/* CRYO_SHMEM_MEMFD */
+	int mapped;			/* some area maps it */
+	int fd;				/* memfd: the root's, parked; else -1 */
 };
 
 /* What a process tells cryo before it jumps into the restorer. */
@@ -142,7 +150,7 @@ int restore_shared_files(struct restore_ctx *r);
 /* Phase 30 in each process; returns only on failure (after logging). */
 int restore_files(struct restore_ctx *r);
 int restore_memory_and_jump(struct restore_ctx *r);
-/* In the root, before any child: map and fill every shared memory object. */
+/* In the root, before any child: make, map and fill every shared memory object. */
 int restore_shared_memory(struct restore_ctx *r);
 int restore_resume(struct restore_ctx *r);
 void restore_kill_all(struct restore_ctx *r);

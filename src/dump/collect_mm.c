@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/shm.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -256,6 +257,50 @@ static int describe_memfd(struct dump_tree *t, struct dump_shmem *o, const struc
 	return 0;
 }
 
+/*
+ * A System V segment as /proc/sysvipc/shm lists it (its inode number is its
+ * shmid). A segment removed while attached (IPC_RMID) has key 0 there and
+ * SHM_DEST in its mode; the key it had stays in the area's name.
+ */
+static int describe_sysv(struct dump_shmem *o)
+{
+	struct buf b = { 0 };
+	char *line, *save = NULL;
+	int found = 0;
+
+	if (read_whole_file("/proc/sysvipc/shm", &b))
+		return cryo_fail(CRYO_EINTERNAL, "cannot read /proc/sysvipc/shm: %s",
+				 strerror(errno));
+	for (line = strtok_r(b.data, "\n", &save); line && !found;
+	     line = strtok_r(NULL, "\n", &save)) {
+		long long key, id, size;
+		unsigned perms, uid, gid;
+
+		if (sscanf(line, "%lld %lld %o %lld %*d %*d %*d %u %u", &key, &id, &perms, &size,
+			   &uid, &gid) != 6 || (uint64_t)id != o->img.id)
+			continue;
+		found = 1;
+		o->img.sysv_id = id;
+		o->img.mode = perms & 0777;
+		o->img.file_size = size;
+		o->img.sysv_uid = uid;
+		o->img.sysv_gid = gid;
+		if (perms & SHM_DEST)
+			o->img.sysv_flags |= CRYO_SYSV_REMOVED;
+		if (perms & SHM_LOCKED)
+			o->img.sysv_flags |= CRYO_SYSV_LOCKED;
+		if (!(perms & SHM_DEST) && (int32_t)key != o->img.sysv_key)
+			found = -1;
+	}
+	buf_free(&b);
+	if (found <= 0)
+		return cryo_fail(CRYO_EUNSUPP, "SysV shared memory segment %llu (key %#x): %s",
+				 (unsigned long long)o->img.id, (unsigned)o->img.sysv_key,
+				 found ? "its key changed" : "not in /proc/sysvipc/shm (another "
+				 "IPC namespace?): not supported");
+	return 0;
+}
+
 int collect_shmem(struct dump_tree *t)
 {
 	for (int p = 0; p < t->nr_procs; p++) {
@@ -272,8 +317,11 @@ int collect_shmem(struct dump_tree *t)
 			if (k < 0)
 				return k;
 			t->shmems[k].mapped = 1;
-			if (!strncmp(c->vmas[i].path, memfd_prefix, strlen(memfd_prefix)) &&
-			    t->shmems[k].img.kind != CRYO_SHMEM_MEMFD) {
+			if (!strncmp(c->vmas[i].path, "/SYSV", 5)) {
+				t->shmems[k].img.kind = CRYO_SHMEM_SYSV;
+				t->shmems[k].img.sysv_key = strtoul(c->vmas[i].path + 5, NULL, 16);
+			} else if (!strncmp(c->vmas[i].path, memfd_prefix, strlen(memfd_prefix)) &&
+				   t->shmems[k].img.kind != CRYO_SHMEM_MEMFD) {
 				t->shmems[k].img.kind = CRYO_SHMEM_MEMFD;
 				t->shmems[k].img.name = memfd_name(t, c->vmas[i].path);
 				if (t->shmems[k].img.name == (cryo_str_t)-1)
@@ -302,6 +350,11 @@ int collect_shmem(struct dump_tree *t)
 			o->img.size = PAGE_ALIGN_UP((uint64_t)sb.st_size);
 		if (o->img.kind == CRYO_SHMEM_MEMFD) {
 			ret = describe_memfd(t, o, &sb);
+			if (ret)
+				return ret;
+		}
+		if (o->img.kind == CRYO_SHMEM_SYSV) {
+			ret = describe_sysv(o);
 			if (ret)
 				return ret;
 		}
@@ -482,12 +535,13 @@ static int classify(struct dump_ctx *c, const struct proc_vma *pv, struct cryo_i
 		return classify_deleted(c, pv, v);
 	} else if (!strncmp(p, "/memfd:", 7) && ends_with(p, deleted_suffix) && pv->shared) {
 		v->kind = CRYO_VMA_ANON_SHARED;	/* a shared memory object with a name */
+	} else if (!strncmp(p, "/SYSV", 5) && ends_with(p, deleted_suffix) && pv->shared) {
+		v->kind = CRYO_VMA_ANON_SHARED;	/* a System V segment */
 	} else if (p[0] == '/' && ends_with(p, deleted_suffix)) {
 		return cryo_fail(CRYO_EUNSUPP,
 				 "process %d: memory area %lx-%lx maps %s: %s not supported yet",
 				 c->pid, (unsigned long)pv->start, (unsigned long)pv->end, p,
-				 strncmp(p, "/memfd:", 7) ? "SysV shared memory is" :
-				 "a private mapping of a memfd is");
+				 "a private mapping of a memfd or SysV segment is");
 	} else if (p[0] == '/') {
 		return classify_file(c, pv, v);
 	} else {

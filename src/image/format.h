@@ -246,6 +246,12 @@ struct cryo_img_vma {
 enum cryo_shmem_kind {
 	CRYO_SHMEM_ANON = 0,		/* MAP_SHARED|MAP_ANONYMOUS, /dev/zero */
 	CRYO_SHMEM_MEMFD = 1,		/* memfd_create(): name, seals, mode, exact size */
+	CRYO_SHMEM_SYSV = 2,		/* System V segment: key, id, mode, owner, size */
+};
+
+enum cryo_sysv_flags {
+	CRYO_SYSV_REMOVED = 1 << 0,	/* IPC_RMID done, still attached (SHM_DEST) */
+	CRYO_SYSV_LOCKED = 1 << 1,	/* SHM_LOCK */
 };
 
 struct cryo_img_shmem {
@@ -255,8 +261,13 @@ struct cryo_img_shmem {
 	uint32_t kind;			/* enum cryo_shmem_kind */
 	uint32_t seals;			/* MEMFD: F_GET_SEALS */
 	cryo_str_t name;		/* MEMFD: as given to memfd_create() */
-	uint32_t mode;			/* MEMFD: permission bits */
-	uint64_t file_size;		/* MEMFD: st_size (<= size) */
+	uint32_t mode;			/* MEMFD, SYSV: permission bits */
+	uint64_t file_size;		/* MEMFD: st_size; SYSV: segment size (<= size) */
+	int32_t sysv_key;		/* SYSV: key it was created with (as maps shows it) */
+	int32_t sysv_id;		/* SYSV: shmid */
+	uint32_t sysv_uid, sysv_gid;	/* SYSV: owner */
+	uint32_t sysv_flags;		/* SYSV: enum cryo_sysv_flags */
+	uint32_t pad0;
 } __attribute__((packed));
 
 #define CRYO_SHMEM_PAGES_ID 0xffffffff00000000ull

@@ -380,7 +380,7 @@ static const char *const fd_kind_names[] = {
 	NULL, "reg", "dir", "chr", "deleted", "pipe", "dup", "inherit", "proc", "pidfd", "memfd",
 };
 
-static const char *const shmem_kind_names[] = { "anonymous", "memfd" };
+static const char *const shmem_kind_names[] = { "anonymous", "memfd", "sysv" };
 
 static const char *const proc_target_names[] = { NULL, "image", "outside", "dead" };
 
@@ -732,6 +732,15 @@ static void print_shmem(struct inspect *in, const struct cryo_img_shmem *s)
 		o_u64(o, "file_size", s->file_size);
 		o_oct(o, "mode", s->mode);
 		o_u64(o, "seals", s->seals);
+	}
+	if (s->kind == CRYO_SHMEM_SYSV || o->json) {
+		o_u64(o, "sysv_key", (uint32_t)s->sysv_key);
+		o_i64(o, "sysv_id", s->sysv_id);
+		o_u64(o, "segment_size", s->file_size);
+		o_oct(o, "sysv_mode", s->mode);
+		o_u64(o, "uid", s->sysv_uid);
+		o_u64(o, "gid", s->sysv_gid);
+		o_u64(o, "sysv_flags", s->sysv_flags);
 	}
 	o_obj_end(o);
 }

@@ -670,6 +670,14 @@ static int validate_shmems(struct restore_ctx *r)
 				free(tab);
 				return bad(r, "memfd object %u: bad name, seals, mode or size", k);
 			}
+		} else if (tab[k].kind == CRYO_SHMEM_SYSV) {
+			if (tab[k].sysv_id < 0 || tab[k].mode > 0777 || !tab[k].file_size ||
+			    PAGE_ALIGN_UP(tab[k].file_size) != tab[k].size ||
+			    (tab[k].sysv_flags & ~(CRYO_SYSV_REMOVED | CRYO_SYSV_LOCKED))) {
+				free(tab);
+				return bad(r, "SysV segment object %u: bad id, mode, size or flags",
+					   k);
+			}
 		} else if (tab[k].kind != CRYO_SHMEM_ANON) {
 			free(tab);
 			return bad(r, "shared memory object %u: unknown kind %u", k,

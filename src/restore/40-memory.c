@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/shm.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -894,8 +895,17 @@ int restore_shared_memory(struct restore_ctx *r)
 			if (ret)
 				return ret;
 		}
-		p = mmap((void *)cursor, v->img.end, PROT_READ | PROT_WRITE,
-			 MAP_SHARED | MAP_FIXED_NOREPLACE | (o->fd < 0 ? MAP_ANONYMOUS : 0), o->fd, 0);
+		if (o->img.kind == CRYO_SHMEM_SYSV) {
+			/* a segment taken over may hold data the image does not: punch it out */
+			p = shmat(o->img.sysv_id, (void *)cursor, 0);
+			if (p != MAP_FAILED && madvise(p, v->img.end, MADV_REMOVE) < 0)
+				return cryo_fail(CRYO_ERESTORE, "restore: SysV segment %d: clearing "
+						 "it: %s", o->img.sysv_id, strerror(errno));
+		} else {
+			p = mmap((void *)cursor, v->img.end, PROT_READ | PROT_WRITE,
+				 MAP_SHARED | MAP_FIXED_NOREPLACE | (o->fd < 0 ? MAP_ANONYMOUS : 0),
+				 o->fd, 0);
+		}
 		if (p == MAP_FAILED)
 			return cryo_fail(CRYO_ERESTORE, "restore: mapping shared memory object %u "
 					 "(%llu bytes): %s", k, (unsigned long long)v->img.end,

@@ -379,6 +379,8 @@ int restore_resume(struct restore_ctx *r)
 			ret = load_registers(r, p->threads[t].tid, &p->threads[t]);
 	}
 	if (!ret)
+		ret = restore_sysv_finish(r);
+	if (!ret)
 		ret = fault_point("restore:resume") ? CRYO_ERESTORE : 0;
 	if (ret)
 		return ret;

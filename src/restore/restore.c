@@ -102,7 +102,9 @@ int cryo_restore(const struct cryo_restore_opts *opts, pid_t *pid_out)
 	if (ret)
 		goto out;
 	r.img_fd = imgr_fd(r.img);
-	ret = restore_create_tree(&r);
+	ret = restore_sysv_prepare(&r);
+	if (!ret)
+		ret = restore_create_tree(&r);
 	if (ret)
 		goto out;
 	fcntl(r.report_pipe[0], F_SETFL, O_NONBLOCK);
@@ -124,6 +126,8 @@ int cryo_restore(const struct cryo_restore_opts *opts, pid_t *pid_out)
 				opts->stats->pages += r.procs[i].vmas[v].img.nr_pages_dumped;
 	}
 out:
+	if (ret)
+		restore_sysv_undo(&r);
 	free_ctx(&r);
 	return ret;
 }

@@ -81,6 +81,7 @@ struct restore_shmem {
 	const char *memfd_name;		/* CRYO_SHMEM_MEMFD */
 	int mapped;			/* some area maps it */
 	int fd;				/* memfd: the root's, parked; else -1 */
+	int sysv_created;		/* SYSV: made by this restore (undo removes it) */
 };
 
 /* What a process tells cryo before it jumps into the restorer. */
@@ -153,6 +154,10 @@ int restore_memory_and_jump(struct restore_ctx *r);
 /* In the root, before any child: make, map and fill every shared memory object. */
 int restore_shared_memory(struct restore_ctx *r);
 int restore_resume(struct restore_ctx *r);
+/* SysV segments (sysv.c): ids back before any task; removal marks once attached. */
+int restore_sysv_prepare(struct restore_ctx *r);
+int restore_sysv_finish(struct restore_ctx *r);
+void restore_sysv_undo(struct restore_ctx *r);
 void restore_kill_all(struct restore_ctx *r);
 
 /* Blob sections with this id, concatenated, written to fd. */

@@ -242,11 +242,17 @@ static int classify_fd(struct dump_ctx *c, int idx, struct stat *sbs, const char
 			f->pipe_ino = sb->st_ino;
 			return 0;
 		}
+		if (path[0] == '/' && !deleted) {
+			/* like a pipe: resolve_shared_fds() checks both ends are here */
+			f->kind = CRYO_FD_FIFO;
+			f->pipe_ino = sb->st_ino;
+			return 0;
+		}
 		if (fd < STDIO_FDS) {
 			f->kind = CRYO_FD_INHERIT;
 			return 0;
 		}
-		return unsupported(c, fd, "named FIFO", path);
+		return unsupported(c, fd, "deleted named FIFO", path);
 	}
 	if (S_ISSOCK(sb->st_mode)) {
 		if (fd < STDIO_FDS) {
@@ -334,32 +340,34 @@ static int resolve_pipes(struct dump_tree *t)
 			struct cryo_img_fd *f = &c->fds[i];
 			int have_read = 0, have_write = 0, data_owner = 1;
 
-			if (f->kind != CRYO_FD_PIPE)
+			if (f->kind != CRYO_FD_PIPE && f->kind != CRYO_FD_FIFO)
 				continue;
 			for (int q = 0; q < t->nr_procs; q++)
 				for (int j = 0; j < t->procs[q]->nr_fds; j++) {
 					const struct cryo_img_fd *g = &t->procs[q]->fds[j];
 
-					if (g->kind != CRYO_FD_PIPE || g->pipe_ino != f->pipe_ino)
+					if (g->kind != f->kind || g->pipe_ino != f->pipe_ino)
 						continue;
-					if ((g->flags & O_ACCMODE) == O_RDONLY) {
+					/* a FIFO opened O_RDWR is both ends */
+					if ((g->flags & O_ACCMODE) != O_WRONLY) {
 						have_read = 1;
 						if ((q < p || (q == p && j < i)))
 							data_owner = 0;
-					} else {
-						have_write = 1;
 					}
+					if ((g->flags & O_ACCMODE) != O_RDONLY)
+						have_write = 1;
 				}
 			if (!have_read || !have_write) {
 				if (f->fd < STDIO_FDS) {
 					f->kind = CRYO_FD_INHERIT;
 					continue;
 				}
-				return cryo_fail(CRYO_EUNSUPP, "process %d: fd %d (pipe:[%llu]) is a "
-						 "pipe whose other end is outside the checkpoint",
-						 c->pid, f->fd, (unsigned long long)f->pipe_ino);
+				return cryo_fail(CRYO_EUNSUPP, "process %d: fd %d (%s) is a %s whose "
+						 "other end is outside the checkpoint", c->pid, f->fd,
+						 (const char *)t->strings.data + f->path,
+						 f->kind == CRYO_FD_PIPE ? "pipe" : "named FIFO");
 			}
-			if (data_owner && (f->flags & O_ACCMODE) == O_RDONLY) {
+			if (data_owner && (f->flags & O_ACCMODE) != O_WRONLY) {
 				int ret = read_pipe_data(c, f->fd, f);
 				if (ret)
 					return ret;

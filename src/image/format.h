@@ -302,6 +302,7 @@ enum cryo_fd_kind {
 	CRYO_FD_PROC,			/* names a task (/proc/<pid>/...): reopened late */
 	CRYO_FD_PIDFD,			/* pidfd of task proc_pid: reopened late */
 	CRYO_FD_MEMFD,			/* memfd: the SHMEM object `shmem` */
+	CRYO_FD_FIFO,			/* named FIFO, every opener in the image (pipe_ino) */
 };
 
 /* Where the task named by a CRYO_FD_PROC / CRYO_FD_PIDFD descriptor is. */
@@ -319,7 +320,7 @@ struct cryo_img_fd {
 	uint64_t pos;
 	cryo_str_t path;		/* as readlink /proc/PID/fd/N printed it */
 	int32_t dup_of;			/* CRYO_FD_DUP: the earlier fd */
-	uint64_t pipe_ino;		/* CRYO_FD_PIPE: identifies the pipe */
+	uint64_t pipe_ino;		/* CRYO_FD_PIPE, FIFO: identifies the pipe */
 	uint32_t pipe_size;		/* F_GETPIPE_SZ */
 	uint32_t mode;			/* st_mode of the file */
 	uint64_t blob_id;		/* content (deleted file, pipe buffer); 0 = none */

@@ -378,6 +378,7 @@ static const char *const vma_flag_names[] = {
 
 static const char *const fd_kind_names[] = {
 	NULL, "reg", "dir", "chr", "deleted", "pipe", "dup", "inherit", "proc", "pidfd", "memfd",
+	"fifo",
 };
 
 static const char *const shmem_kind_names[] = { "anonymous", "memfd", "sysv" };
@@ -695,7 +696,7 @@ static void print_fd(struct inspect *in, const struct cryo_img_fd *f)
 	o_u64(o, "mtime_ns", f->mtime_ns);
 	if (f->kind == CRYO_FD_DUP || o->json)
 		o_i64(o, "dup_of", f->dup_of);
-	if (f->kind == CRYO_FD_PIPE || o->json) {
+	if (f->kind == CRYO_FD_PIPE || f->kind == CRYO_FD_FIFO || o->json) {
 		o_u64(o, "pipe_ino", f->pipe_ino);
 		o_u64(o, "pipe_size", f->pipe_size);
 	}

@@ -271,6 +271,10 @@ static int validate_fds(struct restore_ctx *r, struct restore_proc *p)
 		case CRYO_FD_PIPE:
 		case CRYO_FD_INHERIT:
 			break;
+		case CRYO_FD_FIFO:
+			if (path[0] != '/')
+				return bad(r, "fd %d: named FIFO path %s is not absolute", f->fd, path);
+			break;
 		case CRYO_FD_MEMFD:
 			if (f->shmem >= r->nr_shmems ||
 			    r->shmems[f->shmem].img.kind != CRYO_SHMEM_MEMFD)

@@ -249,6 +249,69 @@ out:
 	return ret;
 }
 
+/*
+ * A named FIFO: its pipe lives as long as someone has it open. An anchor
+ * opened read-write (which never blocks) takes the saved data and size;
+ * every description of the image is then opened by path (it cannot block
+ * either: the anchor is a reader and a writer) and parked; the anchor goes.
+ */
+static int materialize_fifo(struct restore_ctx *r, uint32_t g, int *park_of)
+{
+	const struct cryo_img_fd *f = &r->fds[g];
+	char path[PATH_MAX + 64];
+	struct stat sb;
+	uint64_t len;
+	int anchor, ret = 0;
+
+	path_in_root(root_of(r, f), imgr_str(r->img, f->path), path, sizeof(path));
+	anchor = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+	if (anchor < 0)
+		return fail_fd(r, f, "opening the named FIFO");
+	if (fstat(anchor, &sb) < 0 || !S_ISFIFO(sb.st_mode)) {
+		errno = ENOTSUP;
+		ret = fail_fd(r, f, "the path is no longer a named FIFO");
+		goto out;
+	}
+	for (uint32_t j = g; j < r->nr_fds && !ret; j++) {
+		const struct cryo_img_fd *h = &r->fds[j];
+
+		if (h->kind != CRYO_FD_FIFO || h->pipe_ino != f->pipe_ino)
+			continue;
+		if (h->pipe_size && fcntl(anchor, F_SETPIPE_SZ, h->pipe_size) < 0)
+			ret = fail_fd(r, h, "setting pipe size");
+		else if (h->blob_id)
+			ret = restore_copy_blob(r, h->blob_id, anchor, &len);
+	}
+	for (uint32_t j = g; j < r->nr_fds && !ret; j++) {
+		const struct cryo_img_fd *h = &r->fds[j];
+		int fd;
+
+		if (h->kind != CRYO_FD_FIFO || h->pipe_ino != f->pipe_ino || park_of[j] >= 0)
+			continue;
+		fd = open(path, (h->flags & ~REOPEN_IGNORED_FLAGS) | O_NONBLOCK | O_CLOEXEC);
+		if (fd < 0) {
+			ret = fail_fd(r, h, "opening the named FIFO");
+			break;
+		}
+		if (fcntl(fd, F_SETFL, h->flags & SETFL_FLAGS) < 0) {
+			close(fd);
+			ret = fail_fd(r, h, "fcntl(F_SETFL)");
+			break;
+		}
+		fd = park(r, fd);
+		if (fd < 0) {
+			ret = fd;
+			break;
+		}
+		for (uint32_t k = j; k < r->nr_fds; k++)
+			if (k == j || same_description(h, &r->fds[k]))
+				park_of[k] = fd;
+	}
+out:
+	close(anchor);
+	return ret;
+}
+
 /* A new open file description of the memfd the root made (phase 40). */
 static int open_memfd(struct restore_ctx *r, const struct cryo_img_fd *f)
 {
@@ -315,6 +378,10 @@ int restore_shared_files(struct restore_ctx *r)
 			continue;
 		if (f->kind == CRYO_FD_PIPE) {
 			ret = materialize_pipe(r, g, park_of);
+			continue;
+		}
+		if (f->kind == CRYO_FD_FIFO) {
+			ret = materialize_fifo(r, g, park_of);
 			continue;
 		}
 		if (!f->file_id || f->kind == CRYO_FD_DUP || f->kind == CRYO_FD_INHERIT)

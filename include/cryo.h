@@ -67,12 +67,24 @@ struct cryo_checkpoint_opts {
 	int no_sync;		/* skip fsync of image and directory (faster, unsafe) */
 	int compress;		/* 0 none, 1 zstd, 2 lz4 (page data, per chunk) */
 	int compress_level;	/* zstd level; 0 = default */
+	int external;		/* pipes/FIFOs leading outside on fds > 2: save as external */
 	struct cryo_stats *stats;	/* filled on success if not NULL */
+};
+
+/* At restore, descriptor `fd` of task `pid` (external in the image) becomes a copy of ours, `from`. */
+struct cryo_inherit_fd {
+	pid_t pid;
+	int fd;
+	int from;
 };
 
 struct cryo_restore_opts {
 	const char *image;
 	int detach;		/* restored process is reparented to init/subreaper */
+	const struct cryo_inherit_fd *inherit;	/* for external descriptors */
+	int nr_inherit;
+	int hangup_external;	/* external descriptors without `inherit`: a pipe whose
+				 * other end is closed (EOF, EPIPE) */
 	struct cryo_stats *stats;	/* filled on success if not NULL */
 };
 

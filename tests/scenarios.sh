@@ -6,7 +6,10 @@
 #    exits with the program's status;
 #  - a descriptor on /proc/<pid>/... of a task outside the image that is
 #    gone at restore time: restore must fail, naming the fd and the path,
-#    and leave nothing behind.
+#    and leave nothing behind;
+#  - a FIFO whose writer is outside the image: refused without --external;
+#    with it, restore needs --inherit-fd (our pipe takes its place: the
+#    program reads what we write) or --hangup-external (it reads EOF).
 # Output like errors.sh: ok/not ok lines, then "N passed, N failed".
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -117,8 +120,74 @@ foreground_restore_forwards_signals() {
 	fi
 }
 
+# A bash reading fd 5, a FIFO whose writer is this script: it appends
+# "got LINE" per line and "EOF" at the end to $dir/got.
+start_fifo_reader() {
+	local dir=$1
+	mkfifo "$dir/fifo"
+	exec 8<>"$dir/fifo"	# the outside end (read-write: never blocks)
+	(cd "$dir" && exec 3>&- 251>&- 255>&- 8>&- && exec setsid bash -c \
+		'while :; do if read -r -u 5 l; then echo "got $l" >> got; else echo EOF >> got; exit 0; fi; done' \
+		5<"$dir/fifo" </dev/null >/dev/null 2>&1) &
+	FIFO_PID=$!
+	for _ in $(seq 50); do [ "$(readlink "/proc/$FIFO_PID/fd/5")" = "$dir/fifo" ] && break; sleep 0.1; done
+}
+
+external_fifo() {
+	local dir pid rc
+	dir=$(mktemp -d /tmp/cryo-external.XXXXXX)
+	start_fifo_reader "$dir"
+	pid=$FIFO_PID
+	"$CRYO" checkpoint "$pid" -o "$dir/img" --kill 2>"$dir/err"
+	rc=$?
+	if [ "$rc" != 69 ] || ! grep -q "fd 5 ($dir/fifo)" "$dir/err" || [ -e "$dir/img" ] ||
+	   [ ! -e "/proc/$pid" ]; then
+		not_ok "external FIFO" "checkpoint without --external: exit $rc, $(cat "$dir/err")"
+		kill -9 "$pid"; exec 8>&-; return
+	fi
+	ok "a FIFO whose writer is outside: checkpoint exits 69 naming fd 5 and the path, target untouched"
+	if ! "$CRYO" checkpoint "$pid" -o "$dir/img" --kill --external 2>"$dir/err"; then
+		not_ok "external FIFO" "checkpoint --external failed: $(cat "$dir/err")"
+		kill -9 "$pid"; exec 8>&-; return
+	fi
+	wait "$pid" 2>/dev/null
+	wait_gone "$pid"
+	"$CRYO" restore "$dir/img" --detach >/dev/null 2>"$dir/err"
+	rc=$?
+	if [ "$rc" != 64 ] || ! grep -q "fd 5 of task $pid ($dir/fifo)" "$dir/err" || [ -e "/proc/$pid" ]; then
+		not_ok "external FIFO" "restore without --inherit-fd: exit $rc, $(cat "$dir/err")"
+		kill -9 "$pid" 2>/dev/null; exec 8>&-; return
+	fi
+	ok "restore of an external fd without --inherit-fd or --hangup-external: exit 64 naming it"
+	# our pipe takes the FIFO's place: the program reads what we write, then EOF
+	exec 9< <(echo hello; echo world)
+	if ! "$CRYO" restore "$dir/img" --detach --inherit-fd "$pid:5=9" >/dev/null 2>"$dir/err"; then
+		not_ok "external FIFO" "restore --inherit-fd failed: $(cat "$dir/err")"
+		exec 8>&- 9<&-; return
+	fi
+	exec 9<&-
+	wait_gone "$pid"
+	if [ "$(cat "$dir/got" 2>/dev/null | tr '\n' ' ')" != "got hello got world EOF " ]; then
+		not_ok "external FIFO" "with --inherit-fd the program wrote '$(cat "$dir/got" 2>/dev/null)'"
+		kill -9 "$pid" 2>/dev/null; exec 8>&-; return
+	fi
+	ok "restore --inherit-fd: the program reads from our descriptor in the FIFO's place"
+	rm -f "$dir/got"
+	"$CRYO" restore "$dir/img" --detach --hangup-external >/dev/null 2>"$dir/err"
+	rc=$?
+	wait_gone "$pid"
+	exec 8>&-
+	if [ "$rc" != 0 ] || [ "$(cat "$dir/got" 2>/dev/null)" != EOF ]; then
+		not_ok "external FIFO" "--hangup-external: exit $rc, wrote '$(cat "$dir/got" 2>/dev/null)'; $(cat "$dir/err")"
+		kill -9 "$pid" 2>/dev/null; return
+	fi
+	ok "restore --hangup-external: the program reads EOF where the outside writer was"
+	rm -rf "$dir"
+}
+
 daemon_with_dead_session_leader
 outside_target_gone
 foreground_restore_forwards_signals
+external_fifo
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -23,6 +23,8 @@ static const char usage[] =
 	"                   (--pgid, --sid: refused if a member has a child outside)\n"
 	"  -o, --output FILE  image path; written to a temporary name, fsynced, renamed\n"
 	"  --no-sync        do not fsync the image (faster, not crash-safe)\n"
+	"  --external       save pipes and FIFOs leading outside (on fds above 2) as\n"
+	"                   external instead of refusing; see restore --inherit-fd\n"
 	"  --stats          print timings and sizes as one JSON line on stderr\n"
 	"  --compress[=zstd[:LEVEL]|lz4|none]\n"
 	"                   compress memory pages, chunk by chunk (--compress alone: zstd;\n"
@@ -61,6 +63,7 @@ int cmd_checkpoint(int argc, char **argv)
 		{ "output", required_argument, NULL, 'o' },
 		{ "leave-running", no_argument, NULL, 'L' },
 		{ "kill", no_argument, NULL, 'K' },
+		{ "external", no_argument, NULL, 'E' },
 		{ "stop", no_argument, NULL, 'S' },
 		{ "no-sync", no_argument, NULL, 'N' },
 		{ "tree", no_argument, NULL, 'T' },
@@ -89,6 +92,9 @@ int cmd_checkpoint(int argc, char **argv)
 			break;
 		case 'K':
 			opts.after = CRYO_KILL;
+			break;
+		case 'E':
+			opts.external = 1;
 			break;
 		case 'S':
 			opts.after = CRYO_STOP;

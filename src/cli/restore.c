@@ -15,13 +15,20 @@
 #include "cryo.h"
 
 #define EXIT_SIGNAL_BASE 128
+#define MAX_INHERIT 64
 
 static const char usage[] =
-	"usage: cryo restore FILE [--detach]\n"
+	"usage: cryo restore FILE [--detach] [--inherit-fd PID:FD=OURS]... [--hangup-external]\n"
 	"\n"
 	"Restore the process saved in FILE with its original PID.\n"
 	"  --detach    print the restored PID and return once it runs; it is\n"
 	"              reparented to init (or the nearest subreaper)\n"
+	"  --inherit-fd PID:FD=OURS\n"
+	"              fd FD of task PID, saved as external (checkpoint --external),\n"
+	"              becomes a copy of our descriptor OURS\n"
+	"  --hangup-external\n"
+	"              every other external fd becomes the same end of a pipe whose\n"
+	"              other end is closed (reads see EOF, writes EPIPE)\n"
 	"  --stats     print timings as one JSON line on stderr\n"
 	"  -h, --help  this help\n"
 	"Without --detach cryo waits for the process, forwards SIGINT, SIGTERM,\n"
@@ -72,10 +79,14 @@ int cmd_restore(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "detach", no_argument, NULL, 'd' },
 		{ "stats", no_argument, NULL, 's' },
+		{ "inherit-fd", required_argument, NULL, 'i' },
+		{ "hangup-external", no_argument, NULL, 'H' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	struct cryo_restore_opts opts = { 0 };
+	struct cryo_inherit_fd inherit[MAX_INHERIT];
+	int nr_inherit = 0;
 	struct cryo_stats stats;
 	pid_t pid = 0;
 	int c, ret;
@@ -87,6 +98,23 @@ int cmd_restore(int argc, char **argv)
 			break;
 		case 's':
 			opts.stats = &stats;
+			break;
+		case 'i': {
+			struct cryo_inherit_fd in;
+			char tail;
+
+			if (nr_inherit == MAX_INHERIT ||
+			    sscanf(optarg, "%d:%d=%d%c", &in.pid, &in.fd, &in.from, &tail) != 3 ||
+			    in.pid <= 0 || in.fd < 0 || in.from < 0) {
+				fprintf(stderr, "cryo: restore: --inherit-fd wants PID:FD=OURS, not "
+					"'%s'\n", optarg);
+				return cli_exit_code(CRYO_EUSAGE);
+			}
+			inherit[nr_inherit++] = in;
+			break;
+		}
+		case 'H':
+			opts.hangup_external = 1;
 			break;
 		case 'h':
 			fputs(usage, stdout);
@@ -101,6 +129,8 @@ int cmd_restore(int argc, char **argv)
 		return cli_exit_code(CRYO_EUSAGE);
 	}
 	opts.image = argv[optind];
+	opts.inherit = inherit;
+	opts.nr_inherit = nr_inherit;
 	ret = cryo_restore(&opts, &pid);
 	if (ret)
 		return cli_exit_code(ret);

@@ -362,9 +362,14 @@ static int resolve_pipes(struct dump_tree *t)
 					f->kind = CRYO_FD_INHERIT;
 					continue;
 				}
+				if (t->external) {
+					/* restore --inherit-fd or --hangup-external says what it becomes */
+					f->kind = CRYO_FD_EXTERNAL;
+					continue;
+				}
 				return cryo_fail(CRYO_EUNSUPP, "process %d: fd %d (%s) is a %s whose "
-						 "other end is outside the checkpoint", c->pid, f->fd,
-						 (const char *)t->strings.data + f->path,
+						 "other end is outside the checkpoint (see --external)",
+						 c->pid, f->fd, (const char *)t->strings.data + f->path,
 						 f->kind == CRYO_FD_PIPE ? "pipe" : "named FIFO");
 			}
 			if (data_owner && (f->flags & O_ACCMODE) != O_WRONLY) {

@@ -571,6 +571,7 @@ int cryo_checkpoint(const struct cryo_checkpoint_opts *opts)
 		sigaddset(&defer, deferred_signals[i]);
 	sigprocmask(SIG_BLOCK, &defer, &old_mask);
 
+	tree.external = opts->external;
 	if (opts->compress) {
 		tree.codec_id = opts->compress;
 		tree.codec = codec_new(opts->compress, opts->compress_level);

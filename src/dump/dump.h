@@ -78,6 +78,7 @@ struct dump_tree {
 	struct fd_blob *blobs;
 	int nr_blobs;
 	uint64_t next_file_id;
+	int external;		/* --external: pipes/FIFOs leading outside are allowed */
 	struct codec *codec;	/* page data compression, or NULL */
 	int codec_id;		/* enum cryo_codec */
 	struct dump_shmem *shmems;

@@ -303,6 +303,7 @@ enum cryo_fd_kind {
 	CRYO_FD_PIDFD,			/* pidfd of task proc_pid: reopened late */
 	CRYO_FD_MEMFD,			/* memfd: the SHMEM object `shmem` */
 	CRYO_FD_FIFO,			/* named FIFO, every opener in the image (pipe_ino) */
+	CRYO_FD_EXTERNAL,		/* pipe or FIFO leading outside (checkpoint --external) */
 };
 
 /* Where the task named by a CRYO_FD_PROC / CRYO_FD_PIDFD descriptor is. */

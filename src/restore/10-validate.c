@@ -275,6 +275,19 @@ static int validate_fds(struct restore_ctx *r, struct restore_proc *p)
 			if (path[0] != '/')
 				return bad(r, "fd %d: named FIFO path %s is not absolute", f->fd, path);
 			break;
+		case CRYO_FD_EXTERNAL: {
+			int given = 0;
+
+			for (int k = 0; k < r->opts->nr_inherit; k++)
+				given |= r->opts->inherit[k].pid == f->pid &&
+					 r->opts->inherit[k].fd == f->fd;
+			if (!given && !r->opts->hangup_external)
+				return cryo_fail(CRYO_EUSAGE, "restore: fd %d of task %d (%s) led "
+						 "outside the checkpoint: give --inherit-fd %d:%d=FD "
+						 "or --hangup-external", f->fd, p->task.pid, path,
+						 p->task.pid, f->fd);
+			break;
+		}
 		case CRYO_FD_MEMFD:
 			if (f->shmem >= r->nr_shmems ||
 			    r->shmems[f->shmem].img.kind != CRYO_SHMEM_MEMFD)

@@ -330,9 +330,36 @@ static int open_memfd(struct restore_ctx *r, const struct cryo_img_fd *f)
 	return fd;
 }
 
+/*
+ * A pipe or FIFO that led outside: the caller's descriptor given with
+ * --inherit-fd, or with --hangup-external the same end of a pipe whose
+ * other end is closed (reads see EOF, writes EPIPE).
+ */
+static int open_external(struct restore_ctx *r, const struct cryo_img_fd *f)
+{
+	int p[2], keep;
+
+	for (int i = 0; i < r->opts->nr_inherit; i++)
+		if (r->opts->inherit[i].pid == f->pid && r->opts->inherit[i].fd == f->fd) {
+			keep = fcntl(r->inherit_copy[i], F_DUPFD_CLOEXEC, 0);
+			return keep < 0 ? fail_fd(r, f, "dup of the --inherit-fd descriptor") : keep;
+		}
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return fail_fd(r, f, "pipe2");
+	keep = (f->flags & O_ACCMODE) == O_RDONLY ? 0 : 1;
+	close(p[!keep]);
+	if (fcntl(p[keep], F_SETFL, f->flags & SETFL_FLAGS) < 0) {
+		close(p[keep]);
+		return fail_fd(r, f, "fcntl(F_SETFL)");
+	}
+	return p[keep];
+}
+
 static int open_description(struct restore_ctx *r, const struct cryo_img_fd *f)
 {
 	switch (f->kind) {
+	case CRYO_FD_EXTERNAL:
+		return open_external(r, f);
 	case CRYO_FD_DELETED:
 		return open_deleted(r, f);
 	case CRYO_FD_MEMFD:
@@ -359,6 +386,13 @@ int restore_shared_files(struct restore_ctx *r)
 	r->park_base = r->internal_base + INTERNAL_FDS;
 	for (int i = 0; i < STDIO_FDS; i++)
 		r->stdio_copy[i] = fcntl(i, F_DUPFD_CLOEXEC, r->internal_base);
+	for (int i = 0; i < r->opts->nr_inherit; i++) {
+		r->inherit_copy[i] = fcntl(r->opts->inherit[i].from, F_DUPFD_CLOEXEC,
+					   r->internal_base);
+		if (r->inherit_copy[i] < 0)
+			return cryo_fail(CRYO_ERESTORE, "restore: --inherit-fd: fd %d: %s",
+					 r->opts->inherit[i].from, strerror(errno));
+	}
 	r->img_fd = restore_move_fd(r->img_fd, r->internal_base);
 	r->barrier_pipe[0] = restore_move_fd(r->barrier_pipe[0], r->internal_base);
 	r->report_pipe[1] = restore_move_fd(r->report_pipe[1], r->internal_base);
@@ -431,6 +465,7 @@ static int restore_one(struct restore_ctx *r, uint32_t i)
 		break;
 	case CRYO_FD_DELETED:
 	case CRYO_FD_MEMFD:
+	case CRYO_FD_EXTERNAL:
 		fd = open_description(r, f);
 		if (fd >= 0 && f->kind == CRYO_FD_MEMFD &&
 		    fcntl(fd, F_SETFL, f->flags & SETFL_FLAGS) < 0)

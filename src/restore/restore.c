@@ -83,8 +83,34 @@ static void free_ctx(struct restore_ctx *r)
 	if (r->helper_pipe[0] >= 0)
 		close(r->helper_pipe[0]);
 	free(r->helpers);
+	free(r->inherit_copy);
 	if (r->img)
 		imgr_close(r->img);
+}
+
+/* Each --inherit-fd must name an external descriptor of the image, and be open here. */
+static int check_inherit_fds(struct restore_ctx *r)
+{
+	r->inherit_copy = malloc((r->opts->nr_inherit + 1) * sizeof(int));
+	if (!r->inherit_copy)
+		return CRYO_EINTERNAL;
+	for (int i = 0; i < r->opts->nr_inherit; i++) {
+		const struct cryo_inherit_fd *in = &r->opts->inherit[i];
+		int found = 0;
+
+		r->inherit_copy[i] = -1;
+		for (uint32_t k = 0; k < r->nr_fds; k++)
+			found |= r->fds[k].pid == in->pid && r->fds[k].fd == in->fd &&
+				 r->fds[k].kind == CRYO_FD_EXTERNAL;
+		if (!found)
+			return cryo_fail(CRYO_EUSAGE, "restore: --inherit-fd %d:%d: the image has no "
+					 "external descriptor %d in task %d", in->pid, in->fd, in->fd,
+					 in->pid);
+		if (fcntl(in->from, F_GETFD) < 0)
+			return cryo_fail(CRYO_EUSAGE, "restore: --inherit-fd %d:%d=%d: fd %d is not "
+					 "open", in->pid, in->fd, in->from, in->from);
+	}
+	return 0;
 }
 
 int cryo_restore(const struct cryo_restore_opts *opts, pid_t *pid_out)
@@ -99,6 +125,8 @@ int cryo_restore(const struct cryo_restore_opts *opts, pid_t *pid_out)
 		r.go_pipe[i] = r.barrier_pipe[i] = r.report_pipe[i] = r.helper_pipe[i] =
 			r.release_pipe[i] = r.arrive_pipe[i] = -1;
 	ret = restore_validate(&r);
+	if (!ret)
+		ret = check_inherit_fds(&r);
 	if (ret)
 		goto out;
 	r.img_fd = imgr_fd(r.img);

@@ -124,6 +124,7 @@ struct restore_ctx {
 	int arrive_pipe[2];	/* all -> cryo: "my session, group and children exist" */
 	uint32_t arrived;
 	int stdio_copy[3];	/* cryo's own stdio, for inherited descriptors */
+	int *inherit_copy;	/* opts->inherit[i].from, moved above the image's fds */
 
 	/* tasks holding the PIDs of dead tasks named by /proc fds, until the end */
 	pid_t *helpers;

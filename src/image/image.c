@@ -274,15 +274,16 @@ static void fill_section_header(struct cryo_section_header *h, uint32_t type, ui
 	h->header_crc = crc32c(0, h, offsetof(struct cryo_section_header, header_crc));
 }
 
-static int w_section(struct img_writer *w, uint32_t type, uint64_t id, uint32_t entry_size,
-		     uint32_t entry_count, const void *payload, uint64_t len, int index_it)
+static int w_section_crc(struct img_writer *w, uint32_t type, uint64_t id, uint32_t entry_size,
+			 uint32_t entry_count, const void *payload, uint64_t len, uint32_t crc,
+			 int index_it)
 {
 	struct cryo_section_header h;
 	uint64_t offset = w->off;
 	uint64_t pad = align_up8(len) - len;
 	int ret;
 
-	fill_section_header(&h, type, id, entry_size, entry_count, crc32c(0, payload, len), len);
+	fill_section_header(&h, type, id, entry_size, entry_count, crc, len);
 	if (index_it) {
 		ret = w_add_index(w, &h, offset);
 		if (ret)
@@ -294,6 +295,13 @@ static int w_section(struct img_writer *w, uint32_t type, uint64_t id, uint32_t 
 	if (!ret && pad)
 		ret = w_emit(w, zeros, pad);
 	return ret;
+}
+
+static int w_section(struct img_writer *w, uint32_t type, uint64_t id, uint32_t entry_size,
+		     uint32_t entry_count, const void *payload, uint64_t len, int index_it)
+{
+	return w_section_crc(w, type, id, entry_size, entry_count, payload, len,
+			     crc32c(0, payload, len), index_it);
 }
 
 static int w_check_args(struct img_writer *w, uint32_t type, uint32_t entry_size,
@@ -328,6 +336,14 @@ int imgw_section(struct img_writer *w, uint32_t type, uint64_t id, uint32_t entr
 int imgw_section_aligned(struct img_writer *w, uint32_t type, uint64_t id, uint32_t entry_size,
 			 uint32_t entry_count, const void *payload, uint64_t len)
 {
+	return imgw_section_aligned_crc(w, type, id, entry_size, entry_count, payload, len,
+					crc32c(0, payload, len));
+}
+
+int imgw_section_aligned_crc(struct img_writer *w, uint32_t type, uint64_t id,
+			     uint32_t entry_size, uint32_t entry_count, const void *payload,
+			     uint64_t len, uint32_t payload_crc)
+{
 	uint64_t payload_off = w->off + SECTION_HEADER_BYTES;
 	int ret = w_check_args(w, type, entry_size, entry_count, payload, len, 1);
 
@@ -346,7 +362,7 @@ int imgw_section_aligned(struct img_writer *w, uint32_t type, uint64_t id, uint3
 		if (ret)
 			return ret;
 	}
-	return w_section(w, type, id, entry_size, entry_count, payload, len, 1);
+	return w_section_crc(w, type, id, entry_size, entry_count, payload, len, payload_crc, 1);
 }
 
 static int split_path(struct img_writer *w, const char *path)

@@ -29,6 +29,10 @@ int imgw_section(struct img_writer *w, uint32_t type, uint64_t id, uint32_t entr
 /* Same, but the payload starts on a page boundary (PAD section before it). */
 int imgw_section_aligned(struct img_writer *w, uint32_t type, uint64_t id, uint32_t entry_size,
 			 uint32_t entry_count, const void *payload, uint64_t len);
+/* Same, with the payload's CRC-32C already computed by the caller (page data). */
+int imgw_section_aligned_crc(struct img_writer *w, uint32_t type, uint64_t id,
+			     uint32_t entry_size, uint32_t entry_count, const void *payload,
+			     uint64_t len, uint32_t payload_crc);
 /*
  * Write index and footer, fsync (unless no_sync), rename into place.
  * Consumes w, successful or not (on failure the temporary file is removed).

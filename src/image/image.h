@@ -46,9 +46,22 @@ struct img_reader;
 
 /* Open and fully validate; CRYO_ENOIMAGE / CRYO_EIMAGE with one log line. */
 int imgr_open(struct img_reader **r, const char *path);
+/*
+ * IMGR_DEFER_PAGE_DATA: everything but the payloads of PAGES and ZPAGES
+ * sections is validated; the caller reads those only once, straight where
+ * they go, and must check each against imgr_payload_crc() before using it
+ * (a restore does: it saves reading gigabytes twice).
+ */
+#define IMGR_DEFER_PAGE_DATA 1u
+int imgr_open_flags(struct img_reader **r, const char *path, unsigned flags);
+/* The CRC-32C the header of section i announces for its payload. */
+uint32_t imgr_payload_crc(const struct img_reader *r, size_t i);
+/* Log "checksum mismatch" for section i, naming the image; returns CRYO_EIMAGE. */
+int imgr_payload_crc_mismatch(const struct img_reader *r, size_t i);
 void imgr_close(struct img_reader *r);
 const struct cryo_file_header *imgr_header(const struct img_reader *r);
 int imgr_fd(const struct img_reader *r);
+uint64_t imgr_file_size(const struct img_reader *r);
 
 /* The index, in file order (excluding the INDEX section itself). */
 size_t imgr_nr_sections(const struct img_reader *r);

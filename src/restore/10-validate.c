@@ -717,7 +717,7 @@ int restore_validate(struct restore_ctx *r)
 	uint64_t xlen;
 	int ret;
 
-	ret = imgr_open(&r->img, r->opts->image);
+	ret = imgr_open_flags(&r->img, r->opts->image, IMGR_DEFER_PAGE_DATA);
 	if (ret)
 		return ret;
 	if (read_whole_file("/proc/sys/kernel/pid_max", &b) == 0)

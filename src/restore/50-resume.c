@@ -45,6 +45,13 @@ static const char *const step_names[RSTEP_COUNT] = {
 	[RSTEP_SCHED] = "setting scheduling (policy, nice, I/O priority, CPUs)",
 };
 
+/* A task that died while being restored: was it the image's fault? */
+static int died_status(int st)
+{
+	return WIFEXITED(st) && WEXITSTATUS(st) == RESTORE_CHILD_EXIT_IMAGE ? CRYO_EIMAGE :
+									       CRYO_ERESTORE;
+}
+
 static int wait_for(pid_t pid, int *st, const char *what)
 {
 	for (;;) {
@@ -55,7 +62,7 @@ static int wait_for(pid_t pid, int *st, const char *what)
 					 strerror(errno));
 		}
 		if (WIFEXITED(*st) || WIFSIGNALED(*st))
-			return cryo_fail(CRYO_ERESTORE, "restore: task %d died while %s (%s %d)",
+			return cryo_fail(died_status(*st), "restore: task %d died while %s (%s %d)",
 					 pid, what, WIFEXITED(*st) ? "exit status" : "signal",
 					 WIFEXITED(*st) ? WEXITSTATUS(*st) : WTERMSIG(*st));
 		return 0;
@@ -291,7 +298,7 @@ static int run_until_parked(struct restore_ctx *r, int stage)
 			if (WIFEXITED(st) || WIFSIGNALED(st)) {
 				p->exited = 1;
 				if (!p->zombie)
-					return cryo_fail(CRYO_ERESTORE,
+					return cryo_fail(died_status(st),
 							 "restore: task %d died while being restored "
 							 "(%s %d; see above)", pid,
 							 WIFEXITED(st) ? "exit status" : "signal",

@@ -129,6 +129,8 @@ void __attribute__((noreturn)) restore_proc_main(struct restore_ctx *r, int inde
 int restore_shared_files(struct restore_ctx *r);
 /* Phase 30 in each process; returns only on failure (after logging). */
 int restore_files(struct restore_ctx *r);
+/* Exit status of a task that found the image corrupt while restoring itself (logged). */
+#define RESTORE_CHILD_EXIT_IMAGE 122
 int restore_memory_and_jump(struct restore_ctx *r);
 /* In the root, before any child: map and fill every shared memory object. */
 int restore_shared_memory(struct restore_ctx *r);

@@ -4,7 +4,7 @@
  * Every area of the image is mapped in a "premap" region that overlaps
  * neither the image's layout nor ours, filled straight from the image with
  * pread (page data is page aligned in the file), given its protection and
- * madvise flags. Areas are spaced one page apart so that when the restorer
+ * madvise flags. Areas are spaced one unmapped page apart so that when the restorer
  * moves them into place with mremap their page offsets never line up: areas
  * that were separate in the image stay separate, exactly as in
  * /proc/PID/maps. Then the freestanding restorer is copied into place and
@@ -799,7 +799,15 @@ int restore_memory_and_jump(struct restore_ctx *r)
 		ret = premap_one(r, v, cursor);
 		if (ret)
 			return ret;
-		cursor += v->img.end - v->img.start + PAGE_SIZE_BYTES;
+		cursor += v->img.end - v->img.start;
+		/*
+		 * Leave a hole, not a piece of the reservation, between two
+		 * areas: a separate PROT_NONE mapping per area would double the
+		 * mappings and fail a target with over vm.max_map_count / 2.
+		 */
+		if (munmap((void *)cursor, PAGE_SIZE_BYTES) < 0)
+			return fail_vma(v, "munmap of the gap after it", errno);
+		cursor += PAGE_SIZE_BYTES;
 	}
 	exe_fd = open_exe(r);
 	for (uint32_t i = 0; i < pr->nr_vmas; i++)

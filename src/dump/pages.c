@@ -67,6 +67,7 @@ struct page_pipe {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	pthread_t thread;
+	uint64_t reader_wait_ns, writer_wait_ns;	/* for CRYO_DEBUG */
 };
 
 static int read_chunk(struct dump_ctx *c, int vma_index, const struct chunk_plan *pl,
@@ -186,8 +187,11 @@ static void *writer_main(void *arg)
 
 	pthread_mutex_lock(&pp->lock);
 	for (;;) {
+		uint64_t t = now_ns();
+
 		while (!pp->count && !pp->closing)
 			pthread_cond_wait(&pp->cond, &pp->lock);
+		pp->writer_wait_ns += now_ns() - t;
 		if (!pp->count || pp->abort)
 			break;
 		struct chunk *ch = &pp->slot[pp->head];
@@ -237,9 +241,12 @@ static struct chunk *pipe_free_slot(struct page_pipe *pp)
 {
 	struct chunk *ch = NULL;
 
+	uint64_t t = now_ns();
+
 	pthread_mutex_lock(&pp->lock);
 	while (pp->count == NR_CHUNK_BUFFERS && !pp->err)
 		pthread_cond_wait(&pp->cond, &pp->lock);
+	pp->reader_wait_ns += now_ns() - t;
 	if (!pp->err)
 		ch = &pp->slot[(pp->head + pp->count) % NR_CHUNK_BUFFERS];
 	pthread_mutex_unlock(&pp->lock);
@@ -265,6 +272,9 @@ static int pipe_finish(struct page_pipe *pp, int ret)
 	pthread_join(pp->thread, NULL);
 	if (!ret)
 		ret = pp->err;
+	/* which side is the bottleneck: the one that hardly waits */
+	cryo_debug("page pipe: reader waited %.1f ms for the writer, writer %.1f ms for data",
+		   pp->reader_wait_ns / 1e6, pp->writer_wait_ns / 1e6);
 	pthread_mutex_destroy(&pp->lock);
 	pthread_cond_destroy(&pp->cond);
 	for (int i = 0; i < NR_CHUNK_BUFFERS; i++)

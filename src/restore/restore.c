@@ -67,6 +67,7 @@ static void free_ctx(struct restore_ctx *r)
 	free(r->fds);
 	free(r->sigs);
 	free(r->xstate);
+	free(r->pagemaps);
 	for (int i = 0; i < 2; i++) {
 		if (r->go_pipe[i] >= 0)
 			close(r->go_pipe[i]);

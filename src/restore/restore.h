@@ -92,6 +92,8 @@ struct restore_ctx {
 	uint8_t *xstate;
 	uint32_t xstate_size;
 	size_t pages_cursor;	/* phase 10: where the last area's page data ended */
+	struct pagemap_ref *pagemaps;	/* phase 10: PAGEMAP sections by id, then index */
+	size_t nr_pagemaps;
 	struct restore_shmem *shmems;
 	uint32_t nr_shmems;
 	uint64_t shmem_stage, shmem_stage_len;	/* where the root mapped them all */

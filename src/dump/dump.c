@@ -548,7 +548,7 @@ int cryo_checkpoint(const struct cryo_checkpoint_opts *opts)
 	struct dump_tree tree = { 0 };
 	struct img_writer *w = NULL;
 	sigset_t defer, old_mask;
-	uint64_t t0 = now_ns(), t_frozen = 0, t_frozen_start = 0;
+	uint64_t t0 = now_ns(), t_frozen = 0, t_frozen_start = 0, t_collected = 0, t_written = 0;
 	int ret;
 
 	if (opts->pid <= 0)
@@ -590,12 +590,14 @@ int cryo_checkpoint(const struct cryo_checkpoint_opts *opts)
 		ret = fault_point("checkpoint:frozen");
 	if (!ret)
 		ret = collect_tree(&tree);
+	t_collected = now_ns();
 	if (!ret)
 		ret = fault_point("checkpoint:injected");
 	if (!ret)
 		ret = imgw_open(&w, opts->output, read_xcr0());
 	if (!ret)
 		ret = write_image(&tree, w);
+	t_written = now_ns();
 	if (!ret)
 		ret = fault_point("checkpoint:write");
 	if (!ret)
@@ -611,9 +613,12 @@ int cryo_checkpoint(const struct cryo_checkpoint_opts *opts)
 	if (ret) {
 		release_tree(&tree, CRYO_LEAVE_RUNNING);
 	} else {
-		cryo_debug("checkpoint of %d (%d processes): frozen %.1f ms, total %.1f ms",
+		cryo_debug("checkpoint of %d (%d processes): frozen %.1f ms, total %.1f ms "
+			   "(freeze %.1f, collect %.1f, write %.1f, commit %.1f)",
 			   opts->pid, tree.nr_procs, (now_ns() - t_frozen) / 1e6,
-			   (now_ns() - t0) / 1e6);
+			   (now_ns() - t0) / 1e6, (t_frozen - t_frozen_start) / 1e6,
+			   (t_collected - t_frozen) / 1e6, (t_written - t_collected) / 1e6,
+			   (now_ns() - t_written) / 1e6);
 		release_tree(&tree, opts->after);
 		if (opts->stats)
 			fill_stats(opts->stats, &tree, now_ns() - t_frozen_start, now_ns() - t0);

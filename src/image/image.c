@@ -274,15 +274,16 @@ static void fill_section_header(struct cryo_section_header *h, uint32_t type, ui
 	h->header_crc = crc32c(0, h, offsetof(struct cryo_section_header, header_crc));
 }
 
-static int w_section(struct img_writer *w, uint32_t type, uint64_t id, uint32_t entry_size,
-		     uint32_t entry_count, const void *payload, uint64_t len, int index_it)
+static int w_section_crc(struct img_writer *w, uint32_t type, uint64_t id, uint32_t entry_size,
+			 uint32_t entry_count, const void *payload, uint64_t len, uint32_t crc,
+			 int index_it)
 {
 	struct cryo_section_header h;
 	uint64_t offset = w->off;
 	uint64_t pad = align_up8(len) - len;
 	int ret;
 
-	fill_section_header(&h, type, id, entry_size, entry_count, crc32c(0, payload, len), len);
+	fill_section_header(&h, type, id, entry_size, entry_count, crc, len);
 	if (index_it) {
 		ret = w_add_index(w, &h, offset);
 		if (ret)
@@ -294,6 +295,13 @@ static int w_section(struct img_writer *w, uint32_t type, uint64_t id, uint32_t 
 	if (!ret && pad)
 		ret = w_emit(w, zeros, pad);
 	return ret;
+}
+
+static int w_section(struct img_writer *w, uint32_t type, uint64_t id, uint32_t entry_size,
+		     uint32_t entry_count, const void *payload, uint64_t len, int index_it)
+{
+	return w_section_crc(w, type, id, entry_size, entry_count, payload, len,
+			     crc32c(0, payload, len), index_it);
 }
 
 static int w_check_args(struct img_writer *w, uint32_t type, uint32_t entry_size,
@@ -328,6 +336,14 @@ int imgw_section(struct img_writer *w, uint32_t type, uint64_t id, uint32_t entr
 int imgw_section_aligned(struct img_writer *w, uint32_t type, uint64_t id, uint32_t entry_size,
 			 uint32_t entry_count, const void *payload, uint64_t len)
 {
+	return imgw_section_aligned_crc(w, type, id, entry_size, entry_count, payload, len,
+					crc32c(0, payload, len));
+}
+
+int imgw_section_aligned_crc(struct img_writer *w, uint32_t type, uint64_t id,
+			     uint32_t entry_size, uint32_t entry_count, const void *payload,
+			     uint64_t len, uint32_t payload_crc)
+{
 	uint64_t payload_off = w->off + SECTION_HEADER_BYTES;
 	int ret = w_check_args(w, type, entry_size, entry_count, payload, len, 1);
 
@@ -346,7 +362,7 @@ int imgw_section_aligned(struct img_writer *w, uint32_t type, uint64_t id, uint3
 		if (ret)
 			return ret;
 	}
-	return w_section(w, type, id, entry_size, entry_count, payload, len, 1);
+	return w_section_crc(w, type, id, entry_size, entry_count, payload, len, payload_crc, 1);
 }
 
 static int split_path(struct img_writer *w, const char *path)
@@ -577,6 +593,7 @@ struct img_reader {
 	size_t nr;
 	char *strings;
 	uint64_t strings_len;
+	int defer_page_data;	/* IMGR_DEFER_PAGE_DATA */
 };
 
 /* Sequential chunked reads over the file, for the validation pass. */
@@ -872,9 +889,33 @@ static int check_index_entries(const struct img_reader *r, uint64_t index_off)
 	return 0;
 }
 
+static int is_page_data(uint32_t type)
+{
+	return type == CRYO_SEC_PAGES || type == CRYO_SEC_ZPAGES;
+}
+
+/* Deferred page data: only the (at most 7) alignment bytes after it are read here. */
+static int check_deferred_padding(const struct img_reader *r, long i, uint32_t type,
+				  uint64_t hdr_off, uint64_t len)
+{
+	uint64_t end = hdr_off + SECTION_HEADER_BYTES + len;
+	unsigned char pad[SECTION_ALIGN_BYTES];
+	size_t n = align_up8(end) - end;
+	int ret;
+
+	if (!n)
+		return 0;
+	ret = read_at(r, pad, n, end);
+	if (!ret && !all_zero(pad, n))
+		ret = bad_section(r, i, type, hdr_off,
+				  "alignment padding after the payload is not zero");
+	return ret;
+}
+
 static int check_sections(struct img_reader *r, struct scan *s, uint64_t index_off)
 {
 	long strings = -1;
+	size_t next_deferred = 0;
 	int ret;
 
 	for (size_t i = 0; i < r->nr; i++) {
@@ -882,8 +923,18 @@ static int check_sections(struct img_reader *r, struct scan *s, uint64_t index_o
 		struct cryo_section_header h;
 		const unsigned char *p;
 		size_t avail;
+		uint64_t stop = index_off;
 
-		ret = scan_at(r, s, e->offset, sizeof(h), index_off, &p, &avail);
+		/* never read ahead into page data that is checked later */
+		if (r->defer_page_data) {
+			if (next_deferred < i)
+				next_deferred = i;
+			while (next_deferred < r->nr && !is_page_data(r->index[next_deferred].type))
+				next_deferred++;
+			if (next_deferred < r->nr)
+				stop = r->index[next_deferred].offset + SECTION_HEADER_BYTES;
+		}
+		ret = scan_at(r, s, e->offset, sizeof(h), stop, &p, &avail);
 		if (ret)
 			return ret;
 		memcpy(&h, p, sizeof(h));
@@ -909,6 +960,12 @@ static int check_sections(struct img_reader *r, struct scan *s, uint64_t index_o
 		}
 		r->extra[i].payload_crc = h.payload_crc;
 		r->extra[i].entry_size = h.entry_size;
+		if (r->defer_page_data && is_page_data(h.type)) {
+			ret = check_deferred_padding(r, i, h.type, e->offset, h.length);
+			if (ret)
+				return ret;
+			continue;
+		}
 		ret = scan_payload(r, s, i, h.type, e->offset, e->offset + SECTION_HEADER_BYTES,
 				   h.length, h.payload_crc);
 		if (ret)
@@ -928,6 +985,11 @@ static int check_sections(struct img_reader *r, struct scan *s, uint64_t index_o
 
 int imgr_open(struct img_reader **rp, const char *path)
 {
+	return imgr_open_flags(rp, path, 0);
+}
+
+int imgr_open_flags(struct img_reader **rp, const char *path, unsigned flags)
+{
 	struct img_reader *r;
 	struct cryo_footer footer;
 	struct scan s = { 0 };
@@ -939,6 +1001,7 @@ int imgr_open(struct img_reader **rp, const char *path)
 	if (!r)
 		return CRYO_EINTERNAL;
 	r->fd = -1;
+	r->defer_page_data = !!(flags & IMGR_DEFER_PAGE_DATA);
 	r->path = strdup(path);
 	if (!r->path) {
 		ret = cryo_fail(CRYO_EINTERNAL, "image %s: out of memory", path);
@@ -1015,6 +1078,21 @@ const struct cryo_file_header *imgr_header(const struct img_reader *r)
 int imgr_fd(const struct img_reader *r)
 {
 	return r->fd;
+}
+
+uint32_t imgr_payload_crc(const struct img_reader *r, size_t i)
+{
+	return r->extra[i].payload_crc;
+}
+
+int imgr_payload_crc_mismatch(const struct img_reader *r, size_t i)
+{
+	return bad_section(r, i, r->index[i].type, r->index[i].offset, "checksum mismatch");
+}
+
+uint64_t imgr_file_size(const struct img_reader *r)
+{
+	return r->file_size;
 }
 
 size_t imgr_nr_sections(const struct img_reader *r)

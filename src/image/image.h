@@ -29,6 +29,10 @@ int imgw_section(struct img_writer *w, uint32_t type, uint64_t id, uint32_t entr
 /* Same, but the payload starts on a page boundary (PAD section before it). */
 int imgw_section_aligned(struct img_writer *w, uint32_t type, uint64_t id, uint32_t entry_size,
 			 uint32_t entry_count, const void *payload, uint64_t len);
+/* Same, with the payload's CRC-32C already computed by the caller (page data). */
+int imgw_section_aligned_crc(struct img_writer *w, uint32_t type, uint64_t id,
+			     uint32_t entry_size, uint32_t entry_count, const void *payload,
+			     uint64_t len, uint32_t payload_crc);
 /*
  * Write index and footer, fsync (unless no_sync), rename into place.
  * Consumes w, successful or not (on failure the temporary file is removed).
@@ -42,9 +46,22 @@ struct img_reader;
 
 /* Open and fully validate; CRYO_ENOIMAGE / CRYO_EIMAGE with one log line. */
 int imgr_open(struct img_reader **r, const char *path);
+/*
+ * IMGR_DEFER_PAGE_DATA: everything but the payloads of PAGES and ZPAGES
+ * sections is validated; the caller reads those only once, straight where
+ * they go, and must check each against imgr_payload_crc() before using it
+ * (a restore does: it saves reading gigabytes twice).
+ */
+#define IMGR_DEFER_PAGE_DATA 1u
+int imgr_open_flags(struct img_reader **r, const char *path, unsigned flags);
+/* The CRC-32C the header of section i announces for its payload. */
+uint32_t imgr_payload_crc(const struct img_reader *r, size_t i);
+/* Log "checksum mismatch" for section i, naming the image; returns CRYO_EIMAGE. */
+int imgr_payload_crc_mismatch(const struct img_reader *r, size_t i);
 void imgr_close(struct img_reader *r);
 const struct cryo_file_header *imgr_header(const struct img_reader *r);
 int imgr_fd(const struct img_reader *r);
+uint64_t imgr_file_size(const struct img_reader *r);
 
 /* The index, in file order (excluding the INDEX section itself). */
 size_t imgr_nr_sections(const struct img_reader *r);

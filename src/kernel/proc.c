@@ -44,7 +44,7 @@ static unsigned parse_vmflags(const char *s)
 	return flags;
 }
 
-/* "start-end perms offset dev inode   path" */
+/* "start-end perms offset dev inode   path"; v->path points into line. */
 static int parse_maps_line(char *line, struct proc_vma *v)
 {
 	char perms[5];
@@ -61,7 +61,8 @@ static int parse_maps_line(char *line, struct proc_vma *v)
 	line += n;
 	while (*line == ' ')
 		line++;
-	snprintf(v->path, sizeof(v->path), "%s", line);
+	line[strcspn(line, "\n")] = 0;
+	v->path = line;
 	return 0;
 }
 
@@ -75,19 +76,25 @@ static int is_maps_header(const char *line)
 	return p != line && *p == '-';
 }
 
+/*
+ * smaps is read line by line (it is ~1.5 KiB per area: 90 MiB for 60 000
+ * areas), and each area keeps only its path, in a string area that ends up
+ * in the same allocation as the array, so one free() releases everything.
+ */
 int proc_read_vmas(pid_t pid, struct proc_vma **vmas, int *nr)
 {
-	struct buf b = { 0 };
-	struct proc_vma *arr = NULL;
-	int n = 0, cap = 0, ret;
-	char *line, *save;
+	struct buf paths = { 0 };
+	struct proc_vma *arr = NULL, *out;
+	char *line = NULL, file[64];
+	size_t line_cap = 0;
+	int n = 0, cap = 0, ret = 0;
+	FILE *f;
 
-	ret = read_proc(&b, "/proc/%d/smaps", pid);
-	if (ret) {
-		buf_free(&b);
-		return ret;
-	}
-	for (line = strtok_r(b.data, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+	snprintf(file, sizeof(file), "/proc/%d/smaps", pid);
+	f = fopen(file, "re");
+	if (!f)
+		return -errno;
+	while (getline(&line, &line_cap, f) > 0) {
 		if (is_maps_header(line)) {
 			if (n == cap) {
 				cap = cap ? cap * 2 : 64;
@@ -101,17 +108,42 @@ int proc_read_vmas(pid_t pid, struct proc_vma **vmas, int *nr)
 			ret = parse_maps_line(line, &arr[n]);
 			if (ret)
 				goto out;
+			/* an offset for now: the string area moves as it grows */
+			size_t len = strlen(arr[n].path) + 1;
+			if (buf_reserve(&paths, len)) {
+				ret = -ENOMEM;
+				goto out;
+			}
+			memcpy(paths.data + paths.len, arr[n].path, len);
+			arr[n].path = (const char *)(uintptr_t)paths.len;
+			paths.len += len;
 			n++;
 		} else if (n && !strncmp(line, "VmFlags:", 8)) {
 			arr[n - 1].vmflags = parse_vmflags(line + 8);
 		}
 	}
-	*vmas = arr;
+	if (ferror(f)) {
+		ret = -EIO;
+		goto out;
+	}
+	out = malloc(n * sizeof(*arr) + paths.len + 1);
+	if (!out) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	char *strings = (char *)(out + n);
+	memcpy(strings, paths.data ? paths.data : "", paths.len);
+	for (int i = 0; i < n; i++) {
+		out[i] = arr[i];
+		out[i].path = strings + (uintptr_t)arr[i].path;
+	}
+	*vmas = out;
 	*nr = n;
-	arr = NULL;
 out:
 	free(arr);
-	buf_free(&b);
+	free(line);
+	buf_free(&paths);
+	fclose(f);
 	return ret;
 }
 

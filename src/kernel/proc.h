@@ -43,10 +43,10 @@ struct proc_vma {
 	unsigned dev_major, dev_minor;
 	uint64_t ino;
 	unsigned vmflags;	/* enum proc_vmflag */
-	char path[PATH_MAX];	/* "" for anonymous */
+	const char *path;	/* "" for anonymous; lives in the array's allocation */
 };
 
-/* Parse /proc/PID/smaps into a malloc'd array. */
+/* Parse /proc/PID/smaps into a malloc'd array (one free() releases it all). */
 int proc_read_vmas(pid_t pid, struct proc_vma **vmas, int *nr);
 int proc_find_named_vma(pid_t pid, const char *name, struct proc_vma_range *r);
 

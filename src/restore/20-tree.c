@@ -237,8 +237,9 @@ void restore_proc_main(struct restore_ctx *r, int index)
 	if (!ret && p->zombie)
 		exit_like(&p->task);
 	if (!ret)
-		restore_files(r);	/* returns only on failure */
-	_exit(CHILD_EXIT_FAILED);
+		ret = restore_files(r);	/* returns only on failure */
+	/* corrupt page data is found only now (IMGR_DEFER_PAGE_DATA): say so */
+	_exit(ret == CRYO_EIMAGE ? RESTORE_CHILD_EXIT_IMAGE : CHILD_EXIT_FAILED);
 }
 
 /*

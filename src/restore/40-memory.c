@@ -4,7 +4,7 @@
  * Every area of the image is mapped in a "premap" region that overlaps
  * neither the image's layout nor ours, filled straight from the image with
  * pread (page data is page aligned in the file), given its protection and
- * madvise flags. Areas are spaced one page apart so that when the restorer
+ * madvise flags. Areas are spaced one unmapped page apart so that when the restorer
  * moves them into place with mremap their page offsets never line up: areas
  * that were separate in the image stay separate, exactly as in
  * /proc/PID/maps. Then the freestanding restorer is copied into place and
@@ -171,13 +171,28 @@ static int open_mapped_file(struct restore_ctx *r, const struct restore_vma *v)
 /*
  * Where the page data of a section comes from: plain sections are read
  * straight into place; compressed ones are decompressed into a bounce
- * buffer first (each chunk decompresses on its own).
+ * buffer first (each chunk decompresses on its own). The image was opened
+ * with IMGR_DEFER_PAGE_DATA: every section's CRC is checked here, on the
+ * one read of its data (compressed: before decompressing; plain: piece by
+ * piece as it lands, the area is then torn down with the task on mismatch).
  */
 struct page_source {
 	uint64_t left, off;	/* bytes left, and where (file offset or buffer index) */
 	uint8_t *zraw, *zin;	/* decompressed chunk, compressed input */
 	int compressed;
+	uint32_t sec;		/* the section being consumed */
+	uint32_t crc;		/* of its payload so far (plain sections) */
 };
+
+/*
+ * Plain page data is read in pieces of this size: each is populated first
+ * (MADV_POPULATE_WRITE allocates in bulk, much cheaper than a fault per
+ * page during the copy) and checksummed while it is still in the cache.
+ */
+#define FILL_PIECE_BYTES (1ul << 20)
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
 
 static int next_section(struct restore_ctx *r, struct restore_vma *v, uint32_t *sec,
 			struct page_source *src)
@@ -189,13 +204,15 @@ static int next_section(struct restore_ctx *r, struct restore_vma *v, uint32_t *
 		const struct cryo_img_index_entry *e = imgr_section(r->img, *sec);
 		uint64_t off = imgr_payload_offset(r->img, *sec);
 		struct cryo_zpages_header zh;
+		uint32_t crc;
 		int ret;
 
-		(*sec)++;
+		src->sec = (*sec)++;
 		if (e->type == CRYO_SEC_PAGES) {
 			src->compressed = 0;
 			src->left = e->length;
 			src->off = off;
+			src->crc = 0;
 			return 0;
 		}
 		if (e->type != CRYO_SEC_ZPAGES)
@@ -206,15 +223,20 @@ static int next_section(struct restore_ctx *r, struct restore_vma *v, uint32_t *
 			if (!src->zraw || !src->zin)
 				return fail_vma(v, "allocating decompression buffers", ENOMEM);
 		}
-		/* lengths were checked in phase 10 */
+		/* lengths were checked in phase 10, but the file may have changed since */
 		ret = pread_full(r->img_fd, &zh, sizeof(zh), off);
-		if (!ret && e->length - sizeof(zh) > CRYO_ZPAGES_MAX_RAW * 2)
+		if (!ret && (e->length <= sizeof(zh) ||
+			     e->length - sizeof(zh) > CRYO_ZPAGES_MAX_RAW * 2))
 			ret = -EINVAL;
 		if (!ret)
 			ret = pread_full(r->img_fd, src->zin, e->length - sizeof(zh), off + sizeof(zh));
 		if (ret)
 			return fail_vma(v, "reading its compressed pages", -ret);
-		if (codec_decompress(zh.codec, src->zraw, zh.raw_len, src->zin,
+		crc = crc32c(crc32c(0, &zh, sizeof(zh)), src->zin, e->length - sizeof(zh));
+		if (crc != imgr_payload_crc(r->img, src->sec))
+			return imgr_payload_crc_mismatch(r->img, src->sec);
+		if (zh.raw_len > CRYO_ZPAGES_MAX_RAW ||
+		    codec_decompress(zh.codec, src->zraw, zh.raw_len, src->zin,
 				     e->length - sizeof(zh)))
 			return fail_vma(v, "decompressing its pages", EINVAL);
 		src->compressed = 1;
@@ -224,7 +246,8 @@ static int next_section(struct restore_ctx *r, struct restore_vma *v, uint32_t *
 	}
 }
 
-static int fill_pages(struct restore_ctx *r, struct restore_vma *v)
+/* Fill the premapped copy of v; populate: allocate its pages in bulk first. */
+static int fill_pages(struct restore_ctx *r, struct restore_vma *v, int populate)
 {
 	struct page_source src = { 0 };
 	uint32_t sec = v->first_pages_section;
@@ -244,9 +267,19 @@ static int fill_pages(struct restore_ctx *r, struct restore_vma *v)
 			if (src.compressed) {
 				memcpy((void *)addr, src.zraw + src.off, n);
 			} else {
+				if (n > FILL_PIECE_BYTES)
+					n = FILL_PIECE_BYTES;
+				/* only an optimisation: the read faults pages in anyway */
+				if (populate)
+					madvise((void *)addr, n, MADV_POPULATE_WRITE);
 				ret = pread_full(r->img_fd, (void *)addr, n, src.off);
-				if (ret)
+				if (ret) {
 					ret = fail_vma(v, "reading its pages from the image", -ret);
+					break;
+				}
+				src.crc = crc32c(src.crc, (void *)addr, n);
+				if (n == src.left && src.crc != imgr_payload_crc(r->img, src.sec))
+					ret = imgr_payload_crc_mismatch(r->img, src.sec);
 			}
 			addr += n;
 			left -= n;
@@ -254,6 +287,9 @@ static int fill_pages(struct restore_ctx *r, struct restore_vma *v)
 			src.off += n;
 		}
 	}
+	/* phase 10 matched the runs to the data: every section read is used up */
+	if (!ret && src.left)
+		ret = fail_vma(v, "page data longer than its page list", EINVAL);
 	free(src.zraw);
 	free(src.zin);
 	return ret;
@@ -326,7 +362,7 @@ static int premap_one(struct restore_ctx *r, struct restore_vma *v, uint64_t add
 	if (p == MAP_FAILED)
 		return fail_vma(v, "mmap", errno);
 	v->premap_addr = addr;
-	ret = fill_pages(r, v);
+	ret = fill_pages(r, v, v->img.kind == CRYO_VMA_ANON_PRIVATE);
 	if (ret)
 		return ret;
 	if (fill_prot != prot && mprotect(p, len, prot) < 0)
@@ -769,7 +805,15 @@ int restore_memory_and_jump(struct restore_ctx *r)
 		ret = premap_one(r, v, cursor);
 		if (ret)
 			return ret;
-		cursor += v->img.end - v->img.start + PAGE_SIZE_BYTES;
+		cursor += v->img.end - v->img.start;
+		/*
+		 * Leave a hole, not a piece of the reservation, between two
+		 * areas: a separate PROT_NONE mapping per area would double the
+		 * mappings and fail a target with over vm.max_map_count / 2.
+		 */
+		if (munmap((void *)cursor, PAGE_SIZE_BYTES) < 0)
+			return fail_vma(v, "munmap of the gap after it", errno);
+		cursor += PAGE_SIZE_BYTES;
 	}
 	exe_fd = open_exe(r);
 	for (uint32_t i = 0; i < pr->nr_vmas; i++)
@@ -912,7 +956,7 @@ int restore_shared_memory(struct restore_ctx *r)
 					 strerror(errno));
 		o->addr = cursor;
 		v->premap_addr = cursor;
-		ret = fill_pages(r, v);
+		ret = fill_pages(r, v, 1);
 		if (!ret && o->img.kind == CRYO_SHMEM_MEMFD)
 			ret = finish_memfd(r, o, p);
 		if (ret)

@@ -46,6 +46,13 @@ static const char *const step_names[RSTEP_COUNT] = {
 	[RSTEP_REAP_HELPERS] = "reaping a leader helper",
 };
 
+/* A task that died while being restored: was it the image's fault? */
+static int died_status(int st)
+{
+	return WIFEXITED(st) && WEXITSTATUS(st) == RESTORE_CHILD_EXIT_IMAGE ? CRYO_EIMAGE :
+									       CRYO_ERESTORE;
+}
+
 static int wait_for(pid_t pid, int *st, const char *what)
 {
 	for (;;) {
@@ -56,7 +63,7 @@ static int wait_for(pid_t pid, int *st, const char *what)
 					 strerror(errno));
 		}
 		if (WIFEXITED(*st) || WIFSIGNALED(*st))
-			return cryo_fail(CRYO_ERESTORE, "restore: task %d died while %s (%s %d)",
+			return cryo_fail(died_status(*st), "restore: task %d died while %s (%s %d)",
 					 pid, what, WIFEXITED(*st) ? "exit status" : "signal",
 					 WIFEXITED(*st) ? WEXITSTATUS(*st) : WTERMSIG(*st));
 		return 0;
@@ -307,7 +314,7 @@ static int run_until_parked(struct restore_ctx *r, int stage)
 			if (WIFEXITED(st) || WIFSIGNALED(st)) {
 				p->exited = 1;
 				if (!p->zombie && !(p->helper && stage == 2))
-					return cryo_fail(CRYO_ERESTORE,
+					return cryo_fail(died_status(st),
 							 "restore: %s %d died while being restored "
 							 "(%s %d; see above)",
 							 p->helper ? "leader helper" : "task", pid,

@@ -67,6 +67,7 @@ static void free_ctx(struct restore_ctx *r)
 	free(r->fds);
 	free(r->sigs);
 	free(r->xstate);
+	free(r->pagemaps);
 	for (int i = 0; i < 2; i++) {
 		if (r->go_pipe[i] >= 0)
 			close(r->go_pipe[i]);
@@ -149,6 +150,7 @@ int cryo_restore(const struct cryo_restore_opts *opts, pid_t *pid_out)
 		opts->stats->total_ns = now_ns() - t0;
 		opts->stats->processes = r.nr_image_procs;
 		opts->stats->threads = r.nr_threads;
+		opts->stats->image_bytes = imgr_file_size(r.img);
 		for (uint32_t i = 0; i < r.nr_procs; i++)
 			for (uint32_t v = 0; v < r.procs[i].nr_vmas; v++)
 				opts->stats->pages += r.procs[i].vmas[v].img.nr_pages_dumped;

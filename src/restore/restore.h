@@ -107,6 +107,8 @@ struct restore_ctx {
 	uint8_t *xstate;
 	uint32_t xstate_size;
 	size_t pages_cursor;	/* phase 10: where the last area's page data ended */
+	struct pagemap_ref *pagemaps;	/* phase 10: PAGEMAP sections by id, then index */
+	size_t nr_pagemaps;
 	struct restore_shmem *shmems;
 	uint32_t nr_shmems;
 	uint64_t shmem_stage, shmem_stage_len;	/* where the root mapped them all */
@@ -151,6 +153,8 @@ void __attribute__((noreturn)) restore_proc_main(struct restore_ctx *r, int inde
 int restore_shared_files(struct restore_ctx *r);
 /* Phase 30 in each process; returns only on failure (after logging). */
 int restore_files(struct restore_ctx *r);
+/* Exit status of a task that found the image corrupt while restoring itself (logged). */
+#define RESTORE_CHILD_EXIT_IMAGE 122
 int restore_memory_and_jump(struct restore_ctx *r);
 /* In the root, before any child: make, map and fill every shared memory object. */
 int restore_shared_memory(struct restore_ctx *r);

@@ -9,7 +9,7 @@
 
 static const char usage[] =
 	"usage: cryo checkpoint PID [-o FILE] [--tree | --pid] [--leave-running | --kill | --stop]\n"
-	"                       [--no-sync]\n"
+	"                       [--no-sync] [--pre-copy[=auto|always|never] | --no-pre-copy]\n"
 	"\n"
 	"Freeze process PID (with all its threads), write its whole state to FILE\n"
 	"(default: PID.cryo) and then:\n"
@@ -24,7 +24,28 @@ static const char usage[] =
 	"  --compress[=zstd[:LEVEL]|lz4|none]\n"
 	"                   compress memory pages, chunk by chunk (--compress alone: zstd;\n"
 	"                   default: none, fastest on tmpfs and fast disks)\n"
+	"  --pre-copy[=auto|always|never]\n"
+	"                   copy memory while the processes still run, then freeze them\n"
+	"                   for what changed meanwhile only (default auto: from 64 MiB of\n"
+	"                   anonymous memory; --pre-copy alone: always)\n"
+	"  --no-pre-copy    the same as --pre-copy=never\n"
 	"  -h, --help       this help\n";
+
+static int parse_precopy(const char *arg, struct cryo_checkpoint_opts *opts)
+{
+	if (!arg || !strcmp(arg, "always"))
+		opts->precopy = CRYO_PRECOPY_ALWAYS;
+	else if (!strcmp(arg, "never"))
+		opts->precopy = CRYO_PRECOPY_NEVER;
+	else if (!strcmp(arg, "auto"))
+		opts->precopy = CRYO_PRECOPY_AUTO;
+	else {
+		fprintf(stderr, "cryo: checkpoint: unknown --pre-copy mode '%s' (auto, always, "
+			"never)\n", arg);
+		return -1;
+	}
+	return 0;
+}
 
 static int parse_compress(const char *arg, struct cryo_checkpoint_opts *opts)
 {
@@ -64,6 +85,8 @@ int cmd_checkpoint(int argc, char **argv)
 		{ "compress", optional_argument, NULL, 'C' },
 		{ "stats", no_argument, NULL, 'S' + 256 },
 		{ "pid", no_argument, NULL, 'P' },
+		{ "pre-copy", optional_argument, NULL, 'R' },
+		{ "no-pre-copy", no_argument, NULL, 'R' + 256 },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -103,6 +126,13 @@ int cmd_checkpoint(int argc, char **argv)
 			break;
 		case 'P':
 			opts.scope = CRYO_SCOPE_PID;
+			break;
+		case 'R':
+			if (parse_precopy(optarg, &opts))
+				return cli_exit_code(CRYO_EUSAGE);
+			break;
+		case 'R' + 256:
+			opts.precopy = CRYO_PRECOPY_NEVER;
 			break;
 		case 'h':
 			fputs(usage, stdout);

@@ -155,8 +155,13 @@ static int collect_tree(struct dump_tree *t)
 		if (c->zombie)
 			continue;
 		ret = collect_task(c);
+		/* before collect_mm: it refuses areas registered with userfaultfd */
+		if (!ret)
+			ret = precopy_final_scan(c);
 		if (!ret)
 			ret = collect_mm(c);
+		if (!ret)
+			ret = precopy_trim(c);
 		if (!ret)
 			ret = collect_fds(c);
 		if (ret)
@@ -311,6 +316,11 @@ static int write_image(struct dump_tree *t, struct img_writer *w)
 			continue;
 		ret = imgw_section(w, CRYO_SEC_VMA, c->pid, sizeof(*c->img_vmas), c->nr_vmas,
 				   c->img_vmas, (uint64_t)c->nr_vmas * sizeof(*c->img_vmas));
+		if (!ret && c->precopy_drop.nr)
+			ret = imgw_section(w, CRYO_SEC_PRECOPY_DROP, c->pid,
+					   sizeof(struct cryo_img_page_run), c->precopy_drop.nr,
+					   c->precopy_drop.runs,
+					   (uint64_t)c->precopy_drop.nr * sizeof(struct cryo_img_page_run));
 		if (!ret)
 			ret = dump_pages(c, w);
 	}
@@ -328,6 +338,7 @@ static void free_proc(struct dump_ctx *c)
 	if (c->mem_fd >= 0)
 		close(c->mem_fd);
 	free(c->vma_src_fds);
+	free(c->precopy_drop.runs);
 	free(c->shmem_inos);
 	free(c->runs);
 	free(c->img_vmas);
@@ -359,15 +370,17 @@ static void free_tree(struct dump_tree *t)
 	for (int i = 0; i < t->nr_procs; i++)
 		free_proc(t->procs[i]);
 	free(t->procs);
+	precopy_free(t);
 	codec_free(t->codec);
 	free(t->zbuf);
 	strtab_free(&t->strings);
 }
 
 static void fill_stats(struct cryo_stats *st, const struct dump_tree *t, uint64_t frozen,
-		       uint64_t total)
+		       uint64_t total, uint64_t precopy_pages)
 {
 	memset(st, 0, sizeof(*st));
+	st->precopy_pages = precopy_pages;
 	st->frozen_ns = frozen;
 	st->total_ns = total;
 	st->image_bytes = t->image_bytes;
@@ -401,12 +414,33 @@ static void release_tree(struct dump_tree *t, enum cryo_after after)
 	}
 }
 
+/*
+ * Pre-copy, before the real freeze: freeze the tree briefly to arm write
+ * tracking, let it run again, and copy its memory meanwhile. *frozen_ns
+ * gets how long the tree was stopped. On failure the tree runs as before.
+ */
+static int run_precopy(struct dump_tree *t, const struct cryo_checkpoint_opts *opts,
+		       struct img_writer *w, uint64_t *frozen_ns)
+{
+	struct dump_tree armed = { 0 };
+	uint64_t t0 = now_ns();
+	int ret;
+
+	ret = freeze_tree(&armed, opts->pid, opts->scope);
+	if (!ret)
+		ret = precopy_arm(t, &armed);
+	release_tree(&armed, CRYO_LEAVE_RUNNING);
+	*frozen_ns = now_ns() - t0;
+	free_tree(&armed);
+	return ret ? ret : precopy_copy(t, w);
+}
+
 int cryo_checkpoint(const struct cryo_checkpoint_opts *opts)
 {
 	struct dump_tree tree = { 0 };
 	struct img_writer *w = NULL;
 	sigset_t defer, old_mask;
-	uint64_t t0 = now_ns(), t_frozen = 0, t_frozen_start = 0;
+	uint64_t t0 = now_ns(), t_frozen = 0, t_frozen_start = 0, t_pre_frozen = 0;
 	int ret;
 
 	if (opts->pid <= 0)
@@ -435,6 +469,13 @@ int cryo_checkpoint(const struct cryo_checkpoint_opts *opts)
 			return CRYO_EUSAGE;
 		}
 	}
+	if (precopy_wanted(opts->pid, opts->precopy)) {
+		ret = imgw_open(&w, opts->output, read_xcr0(), CRYO_IMG_F_PRECOPY);
+		if (!ret)
+			ret = run_precopy(&tree, opts, w, &t_pre_frozen);
+		if (ret)
+			goto out;
+	}
 	t_frozen_start = now_ns();
 	ret = freeze_tree(&tree, opts->pid, opts->scope);
 	t_frozen = now_ns();
@@ -444,8 +485,8 @@ int cryo_checkpoint(const struct cryo_checkpoint_opts *opts)
 		ret = collect_tree(&tree);
 	if (!ret)
 		ret = fault_point("checkpoint:injected");
-	if (!ret)
-		ret = imgw_open(&w, opts->output, read_xcr0());
+	if (!ret && !w)
+		ret = imgw_open(&w, opts->output, read_xcr0(), 0);
 	if (!ret)
 		ret = write_image(&tree, w);
 	if (!ret)
@@ -458,6 +499,7 @@ int cryo_checkpoint(const struct cryo_checkpoint_opts *opts)
 	}
 	if (!ret)
 		ret = fault_point("checkpoint:committed");
+out:
 	if (w)
 		imgw_abort(w);
 	if (ret) {
@@ -468,7 +510,8 @@ int cryo_checkpoint(const struct cryo_checkpoint_opts *opts)
 			   (now_ns() - t0) / 1e6);
 		release_tree(&tree, opts->after);
 		if (opts->stats)
-			fill_stats(opts->stats, &tree, now_ns() - t_frozen_start, now_ns() - t0);
+			fill_stats(opts->stats, &tree, t_pre_frozen + now_ns() - t_frozen_start,
+				   now_ns() - t0, precopy_pages(&tree));
 	}
 	sigprocmask(SIG_SETMASK, &old_mask, NULL);
 	free_tree(&tree);

@@ -32,7 +32,8 @@
 #                  than 65 for table values are printed as "# note:" lines.
 #   crash          for every checkpoint:* fault point, cryo SIGKILLs itself
 #                  there (CRYO_FAULT=POINT:kill) while checkpointing
-#                  build/tests/threads with --kill: the target runs on (not
+#                  build/tests/threads with --kill (and --pre-copy for the
+#                  checkpoint:precopy-* points): the target runs on (not
 #                  stopped, not traced, all its threads), says PASS at
 #                  SIGTERM; no file has the image's name, or, overwriting an
 #                  older image, the older one is intact; after
@@ -423,6 +424,7 @@ corrupt_checks() {
 # or overwrite (an older image there).
 chk_ckpt_crash() {
 	local point=$1 mode=$2 d img sha0="" sha1 n0 n1 left
+	local -a extra
 	new_dir crash || return 1
 	d=$CHECK_DIR
 	mkdir "$d/images"
@@ -435,8 +437,10 @@ chk_ckpt_crash() {
 		sha0=$(sha256sum <"$img")
 		threads_free "$T_PID" || { WHY="after the older image: $WHY"; return 1; }
 	fi
+	# the target is small: the pre-copy points are only reached when asked for
+	case $point in checkpoint:precopy*) extra=(--pre-copy) ;; *) extra=() ;; esac
 	run_killable "$d" crash env CRYO_ROBUST_TAG="$d" CRYO_FAULT="$point:kill" "$CRYO" \
-		checkpoint "$T_PID" -o "$img" --kill
+		checkpoint "$T_PID" -o "$img" --kill "${extra[@]}"
 	want_rc 137 || return 1
 	# the kernel detaches a dead tracer's tracees: give the threads a moment
 	poll 3 threads_free "$T_PID" || { WHY="target after the crash: $WHY"; return 1; }

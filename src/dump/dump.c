@@ -431,6 +431,7 @@ static int run_precopy(struct dump_tree *t, const struct cryo_checkpoint_opts *o
 		ret = precopy_arm(t, &armed);
 	release_tree(&armed, CRYO_LEAVE_RUNNING);
 	*frozen_ns = now_ns() - t0;
+	cryo_debug("pre-copy: armed in %.1f ms (frozen)", *frozen_ns / 1e6);
 	free_tree(&armed);
 	return ret ? ret : precopy_copy(t, w);
 }

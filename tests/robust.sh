@@ -12,7 +12,8 @@
 # What is checked:
 #   corrupt        images of real test programs (threads: one process with
 #                  threads; tree: three processes, pipes, zombies; files,
-#                  compressed: every kind of descriptor) are corrupted
+#                  compressed: every kind of descriptor; threads with
+#                  --pre-copy: pre-copy data and drop lists) are corrupted
 #                  systematically by tests/robust/walk.py (variants made by
 #                  tests/robust/image.py): a bit flipped in every section
 #                  (header and payload) and in the header, index and footer;
@@ -377,7 +378,8 @@ chk_corrupt_image() {
 
 corrupt_checks() {
 	local name prog args t0
-	local -a images=("threads $TESTBIN/threads" "tree $TESTBIN/tree")
+	local -a images=("threads $TESTBIN/threads" "tree $TESTBIN/tree"
+		"threads-precopy $TESTBIN/threads --pre-copy")
 	if "$CRYO" checkpoint --help 2>&1 | grep -q -- --compress; then
 		if [ -x "$TESTBIN/files" ]; then
 			images+=("files-zstd $TESTBIN/files --compress")

@@ -344,6 +344,7 @@ static int validate_runs(struct restore_ctx *r, struct restore_vma *v, uint64_t 
 		runs = imgr_load_table(r->img, pm, sizeof(*runs), &nr);
 		if (!runs)
 			return CRYO_EIMAGE;
+		r->claimed[pm] = 1;
 		struct cryo_img_page_run *all = realloc(v->runs, (v->nr_runs + nr + 1) * sizeof(*all));
 		if (!all) {
 			free(runs);
@@ -472,6 +473,7 @@ drop:
 					  &p->nr_precopy_drop);
 	if (!p->precopy_drop)
 		return CRYO_EIMAGE;
+	r->claimed[d] = 1;
 	return check_run_list(r, p->precopy_drop, p->nr_precopy_drop, "PRECOPY_DROP",
 			      p->task.pid);
 }
@@ -785,6 +787,25 @@ static int slice_tables(struct restore_ctx *r)
 	return 0;
 }
 
+/*
+ * Every page list and drop list must belong to an area, an object or a
+ * process: one that does not (its id changed, or cut off from its group)
+ * would silently leave pages out.
+ */
+static int check_unclaimed(struct restore_ctx *r)
+{
+	for (size_t i = 0; i < imgr_nr_sections(r->img); i++) {
+		const struct cryo_img_index_entry *e = imgr_section(r->img, i);
+
+		if ((e->type == CRYO_SEC_PAGEMAP || e->type == CRYO_SEC_PRECOPY_DROP) &&
+		    !r->claimed[i])
+			return bad(r, "section %zu (%s, id %#llx) belongs to no memory area or "
+				   "process", i, img_section_type_name(e->type),
+				   (unsigned long long)e->id);
+	}
+	return 0;
+}
+
 int restore_validate(struct restore_ctx *r)
 {
 	struct cryo_img_task *tasks;
@@ -796,6 +817,9 @@ int restore_validate(struct restore_ctx *r)
 	ret = imgr_open(&r->img, r->opts->image);
 	if (ret)
 		return ret;
+	r->claimed = xzalloc(imgr_nr_sections(r->img) + 1);
+	if (!r->claimed)
+		return CRYO_EINTERNAL;
 	if (read_whole_file("/proc/sys/kernel/pid_max", &b) == 0)
 		pid_max = atol(b.data);
 	buf_free(&b);
@@ -864,6 +888,8 @@ int restore_validate(struct restore_ctx *r)
 				ret = validate_vdso(r, p);
 		}
 	}
+	if (!ret)
+		ret = check_unclaimed(r);
 	if (!ret)
 		ret = check_unique_tids(r);
 	if (!ret)

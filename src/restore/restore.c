@@ -85,6 +85,7 @@ static void free_ctx(struct restore_ctx *r)
 	free(r->helpers);
 	if (r->img)
 		imgr_close(r->img);
+	free(r->claimed);
 }
 
 int cryo_restore(const struct cryo_restore_opts *opts, pid_t *pid_out)

@@ -110,6 +110,7 @@ struct restore_ctx {
 	uint8_t *xstate;
 	uint32_t xstate_size;
 	size_t pages_cursor;	/* phase 10: where the last area's page data ended */
+	uint8_t *claimed;	/* phase 10: per section, 1 once a page list or drop list is used */
 	struct restore_shmem *shmems;
 	uint32_t nr_shmems;
 	uint64_t shmem_stage, shmem_stage_len;	/* where the root mapped them all */

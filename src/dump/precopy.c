@@ -123,13 +123,16 @@ int precopy_wanted(pid_t root, enum cryo_precopy mode)
 	return tree_anon_bytes(root, 0) >= PRECOPY_MIN_BYTES;
 }
 
-/* Private anonymous memory cryo can read: what pre-copy tracks. */
+/*
+ * Private anonymous memory cryo can read: what pre-copy tracks. (From
+ * /proc/PID/maps, without VmFlags: the kernel refuses to register what
+ * userfaultfd cannot track, or what the program registered itself.)
+ */
 static int trackable(const struct proc_vma *v)
 {
 	const char *p = v->path;
 
-	if (v->shared || !(v->prot & PROT_READ) ||
-	    (v->vmflags & (VMF_HUGETLB | VMF_IO | VMF_UFFD | VMF_SEALED)))
+	if (v->shared || !(v->prot & PROT_READ))
 		return 0;
 	return !p[0] || !strcmp(p, "[heap]") || !strcmp(p, "[stack]") || !strncmp(p, "[anon:", 6);
 }
@@ -176,7 +179,12 @@ static int take_uffd(struct dump_ctx *c, int *uffd)
 	return ret;
 }
 
-/* Write-protect every page of [start, end), present or not. */
+/*
+ * Write-protect the pages of [start, end) that are present (or swapped).
+ * Holes are left alone: protecting them would make the kernel allocate
+ * page tables for a whole sparse reservation, and a page faulted in later
+ * is not protected, so it counts as written anyway.
+ */
 static int write_protect(int pagemap_fd, uint64_t start, uint64_t end)
 {
 	struct pm_region vec[SCAN_REGIONS];
@@ -187,7 +195,8 @@ static int write_protect(int pagemap_fd, uint64_t start, uint64_t end)
 			.flags = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
 			.start = start, .end = end,
 			.vec = (uintptr_t)vec, .vec_len = SCAN_REGIONS,
-			.category_mask = PM_IS_WRITTEN, .return_mask = PM_IS_WRITTEN,
+			.category_anyof_mask = PM_IS_PRESENT | PM_IS_SWAPPED,
+			.return_mask = PM_IS_PRESENT,
 		};
 
 		if (ioctl(pagemap_fd, PM_SCAN_IOCTL, &arg) < 0)
@@ -218,9 +227,9 @@ static int add_area(struct precopy_proc *pp, uint64_t start, uint64_t end)
 }
 
 /*
- * Register and write-protect the process's private anonymous areas. A
- * process the kernel will not track (no userfaultfd for it, an area already
- * registered by the program itself) is simply left to the final freeze.
+ * Register and write-protect the process's private anonymous areas. What
+ * the kernel will not track (no userfaultfd for the process, an area the
+ * program registered itself: EBUSY) is simply left to the final freeze.
  */
 static int arm_process(struct precopy *pc, struct dump_ctx *c)
 {
@@ -232,16 +241,11 @@ static int arm_process(struct precopy *pc, struct dump_ctx *c)
 	int nr = 0, uffd, pagemap_fd = -1, ret;
 	char path[64];
 
-	ret = proc_read_vmas(c->pid, &vmas, &nr);
+	/* maps, not smaps: smaps walks every page table (200 ms for 4 GiB), frozen */
+	ret = proc_read_maps(c->pid, &vmas, &nr);
 	if (ret)
-		return cryo_fail(CRYO_EINTERNAL, "process %d: reading smaps: %s", c->pid,
+		return cryo_fail(CRYO_EINTERNAL, "process %d: reading maps: %s", c->pid,
 				 strerror(-ret));
-	for (int i = 0; i < nr; i++)
-		if (vmas[i].vmflags & VMF_UFFD) {
-			cryo_debug("pre-copy: process %d uses userfaultfd itself", c->pid);
-			free(vmas);
-			return 0;
-		}
 	if (proc_read_stat(c->pid, 0, &st)) {
 		free(vmas);
 		return cryo_fail(CRYO_ENOPROC, "process %d: no such process", c->pid);
@@ -582,6 +586,12 @@ static int drop_stale(struct dump_ctx *c, int i)
 		for (uint64_t addr = lo; addr < hi; addr += PAGE_SIZE_BYTES) {
 			uint64_t bit = (addr - a->start) / PAGE_SIZE_BYTES;
 
+			/* sparse areas: skip 64 pages at a time where nothing was copied */
+			if (bit % 64 == 0 && !a->copied[bit / 64] &&
+			    hi - addr >= 64 * PAGE_SIZE_BYTES) {
+				addr += 63 * PAGE_SIZE_BYTES;
+				continue;
+			}
 			if (bit_test(a->copied, bit) && !bit_test(a->kept, bit) &&
 			    page_runs_add(&c->precopy_drop, addr))
 				return CRYO_EINTERNAL;

@@ -75,14 +75,14 @@ static int is_maps_header(const char *line)
 	return p != line && *p == '-';
 }
 
-int proc_read_vmas(pid_t pid, struct proc_vma **vmas, int *nr)
+static int read_vmas(pid_t pid, const char *file, struct proc_vma **vmas, int *nr)
 {
 	struct buf b = { 0 };
 	struct proc_vma *arr = NULL;
 	int n = 0, cap = 0, ret;
 	char *line, *save;
 
-	ret = read_proc(&b, "/proc/%d/smaps", pid);
+	ret = read_proc(&b, "/proc/%d/%s", pid, file);
 	if (ret) {
 		buf_free(&b);
 		return ret;
@@ -113,6 +113,16 @@ out:
 	free(arr);
 	buf_free(&b);
 	return ret;
+}
+
+int proc_read_vmas(pid_t pid, struct proc_vma **vmas, int *nr)
+{
+	return read_vmas(pid, "smaps", vmas, nr);
+}
+
+int proc_read_maps(pid_t pid, struct proc_vma **vmas, int *nr)
+{
+	return read_vmas(pid, "maps", vmas, nr);
 }
 
 int proc_find_named_vma(pid_t pid, const char *name, struct proc_vma_range *r)

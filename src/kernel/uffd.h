@@ -36,6 +36,7 @@ struct pm_region {
 
 #define PM_IS_WPALLOWED		(1ULL << 0)	/* in an area registered WP_ASYNC */
 #define PM_IS_WRITTEN		(1ULL << 1)	/* written since write-protected */
+#define PM_IS_FILE		(1ULL << 2)	/* not an anonymous page */
 #define PM_IS_PRESENT		(1ULL << 3)
 #define PM_IS_SWAPPED		(1ULL << 4)
 #define PM_IS_PFNZERO		(1ULL << 5)	/* the kernel's (huge) zero page */

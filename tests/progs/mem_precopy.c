@@ -10,7 +10,10 @@
  * generation g - N (or the first one) and that the log agrees; after
  * writing they log g and bump their counter. Another thread replaces a
  * small area with MAP_FIXED (old pages unmapped, a new area mapped) and
- * fills it, and drops pages with MADV_DONTNEED, checking them the same way.
+ * fills it, drops pages with MADV_DONTNEED, and swaps the contents of two
+ * areas with three mremap(MREMAP_DONTUNMAP) through a third: pages never
+ * written since they were filled, that land where other pages were, in an
+ * area the kernel made anew. All checked the same way.
  * 80 MiB of ballast never change. After SIGTERM everything must agree with
  * the counters: every page, log entry and the ballast.
  */
@@ -44,8 +47,8 @@ struct writer {
 };
 
 static struct writer writers[WRITERS + 1];	/* the last one runs in the child */
-static uint8_t *ballast, *churn, *dropped;
-static _Atomic uint64_t churn_gen, drop_step;
+static uint8_t *ballast, *churn, *dropped, *swap_a, *swap_b, *swap_s;
+static _Atomic uint64_t churn_gen, drop_step, swaps;
 static uint64_t drop_gen[DROP_PAGES];
 static int drop_zero[DROP_PAGES];
 static atomic_int stop;
@@ -68,11 +71,43 @@ static void complain(const char *fmt, ...)
 	atomic_store(&stop, 1);
 }
 
-static long first_nonzero(const uint8_t *p)
+static long first_nonzero(const uint8_t *p, size_t len)
 {
-	for (long i = 0; i < (long)PAGE; i++)
+	for (long i = 0; i < (long)len; i++)
 		if (p[i])
 			return i;
+	return -1;
+}
+
+#define SWAP_SEED_A 0x5a
+#define SWAP_SEED_B 0x5b
+static const char *swap_what;
+
+/* Are A, B and S what the number of swaps says? (off: first bad byte) */
+static int swap_check(long *off)
+{
+	int odd = atomic_load(&swaps) % 2;
+
+	swap_what = "area A";
+	*off = check_pattern(swap_a, CHURN_PAGES * PAGE, odd ? SWAP_SEED_B : SWAP_SEED_A);
+	if (*off < 0) {
+		swap_what = "area B";
+		*off = check_pattern(swap_b, CHURN_PAGES * PAGE, odd ? SWAP_SEED_A : SWAP_SEED_B);
+	}
+	if (*off < 0) {
+		swap_what = "area S (should be empty)";
+		*off = first_nonzero(swap_s, CHURN_PAGES * PAGE);
+	}
+	return *off >= 0;
+}
+
+/* Move the pages of from onto to; from stays mapped, empty. */
+static int move(uint8_t *from, uint8_t *to)
+{
+	if (mremap(from, CHURN_PAGES * PAGE, CHURN_PAGES * PAGE,
+		   MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP, to) == to)
+		return 0;
+	complain("mremap MREMAP_DONTUNMAP: %s", strerror(errno));
 	return -1;
 }
 
@@ -174,7 +209,7 @@ static void *churn_loop(void *arg)
 		atomic_signal_fence(memory_order_seq_cst);
 		atomic_store(&churn_gen, g);
 
-		off = drop_zero[j] ? first_nonzero(page) :
+		off = drop_zero[j] ? first_nonzero(page, PAGE) :
 				     check_pattern(page, PAGE, page_seed(11, j, drop_gen[j]));
 		if (off >= 0) {
 			complain("dropped page %llu (%s, generation %llu): byte %ld differs",
@@ -198,6 +233,17 @@ static void *churn_loop(void *arg)
 		}
 		atomic_signal_fence(memory_order_seq_cst);
 		atomic_store(&drop_step, s);
+
+		/* A and B hold the two patterns, in turn; S is empty */
+		if (swap_check(&off)) {
+			complain("swapped areas, after %llu swaps: %s byte %ld differs",
+				 (unsigned long long)atomic_load(&swaps), swap_what, off);
+			break;
+		}
+		if (move(swap_a, swap_s) || move(swap_b, swap_a) || move(swap_s, swap_b))
+			break;
+		atomic_signal_fence(memory_order_seq_cst);
+		atomic_store(&swaps, atomic_load(&swaps) + 1);
 		pause_a_little(0);
 	}
 	return NULL;
@@ -233,13 +279,21 @@ int main(void)
 	fill_pattern(ballast, BALLAST_BYTES, 0xba11a57);
 	for (int i = 0; i <= WRITERS; i++)
 		setup_writer(&writers[i], i);
-	/* guard, churn area, guard, dropped pages */
-	guarded = (uint8_t *)SYS(mmap(NULL, (CHURN_PAGES + 2 + DROP_PAGES) * PAGE, PROT_NONE,
+	/* guard, churn, guard, dropped pages, guard, A, guard, B, guard, S, guard */
+	guarded = (uint8_t *)SYS(mmap(NULL, (4 * CHURN_PAGES + DROP_PAGES + 6) * PAGE, PROT_NONE,
 				      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
 	churn = guarded + PAGE;
 	dropped = churn + (CHURN_PAGES + 1) * PAGE;
+	swap_a = dropped + (DROP_PAGES + 1) * PAGE;
+	swap_b = swap_a + (CHURN_PAGES + 1) * PAGE;
+	swap_s = swap_b + (CHURN_PAGES + 1) * PAGE;
 	SYS(mprotect(churn, CHURN_PAGES * PAGE, PROT_READ | PROT_WRITE));
 	SYS(mprotect(dropped, DROP_PAGES * PAGE, PROT_READ | PROT_WRITE));
+	SYS(mprotect(swap_a, CHURN_PAGES * PAGE, PROT_READ | PROT_WRITE));
+	SYS(mprotect(swap_b, CHURN_PAGES * PAGE, PROT_READ | PROT_WRITE));
+	SYS(mprotect(swap_s, CHURN_PAGES * PAGE, PROT_READ | PROT_WRITE));
+	fill_pattern(swap_a, CHURN_PAGES * PAGE, SWAP_SEED_A);
+	fill_pattern(swap_b, CHURN_PAGES * PAGE, SWAP_SEED_B);
 	fill_pattern(churn, CHURN_PAGES * PAGE, page_seed(10, 0, 0));
 	for (int j = 0; j < DROP_PAGES; j++)
 		fill_pattern(dropped + j * PAGE, PAGE, page_seed(11, j, 0));
@@ -273,10 +327,16 @@ int main(void)
 			expect_pattern("dropped page", dropped + j * PAGE, PAGE,
 				       page_seed(11, j, drop_gen[j]));
 	}
+	{
+		long off;
+
+		CHECK(!swap_check(&off), "swapped areas, after %llu swaps: %s byte %ld differs",
+		      (unsigned long long)atomic_load(&swaps), swap_what, off);
+	}
 	expect_pattern("ballast", ballast, BALLAST_BYTES, 0xba11a57);
-	note("writers at %llu %llu %llu, churn at %llu, drop at %llu",
+	note("writers at %llu %llu %llu, churn at %llu, drop at %llu, swaps %llu",
 	     (unsigned long long)writers[0].count, (unsigned long long)writers[1].count,
 	     (unsigned long long)writers[2].count, (unsigned long long)churn_gen,
-	     (unsigned long long)drop_step);
+	     (unsigned long long)drop_step, (unsigned long long)swaps);
 	pass();
 }

@@ -552,12 +552,17 @@ static struct precopy_area *area_of(struct precopy_proc *pp, uint64_t addr)
 static int trim_area(struct dump_ctx *c, int i)
 {
 	struct page_runs *r = &c->runs[i], out = { 0 };
+	struct precopy_area *a = NULL;
 
 	for (uint32_t k = 0; k < r->nr; k++)
 		for (uint64_t n = 0; n < r->runs[k].nr_pages; n++) {
 			uint64_t addr = r->runs[k].vaddr + n * PAGE_SIZE_BYTES;
-			struct precopy_area *a = area_of(c->pre, addr);
-			uint64_t bit = a ? (addr - a->start) / PAGE_SIZE_BYTES : 0;
+			uint64_t bit;
+
+			/* runs are in address order: the last area found nearly always holds */
+			if (!a || addr < a->start || addr >= a->end)
+				a = area_of(c->pre, addr);
+			bit = a ? (addr - a->start) / PAGE_SIZE_BYTES : 0;
 
 			if (a && bit_test(a->reuse, bit)) {
 				bit_set(a->kept, bit);

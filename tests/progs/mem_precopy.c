@@ -14,7 +14,8 @@
  * areas with three mremap(MREMAP_DONTUNMAP) through a third: pages never
  * written since they were filled, that land where other pages were, in an
  * area the kernel made anew. All checked the same way.
- * 80 MiB of ballast never change. After SIGTERM everything must agree with
+ * 80 MiB of ballast never change (on transparent huge pages, like one
+ * writer's region). After SIGTERM everything must agree with
  * the counters: every page, log entry and the ballast.
  */
 #include <pthread.h>
@@ -178,6 +179,9 @@ static void setup_writer(struct writer *w, int id)
 					MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
 	w->log = (uint64_t *)SYS(mmap(NULL, REGION_PAGES * sizeof(uint64_t),
 				      PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+	/* one writer on transparent huge pages: write-protected and split per 2 MiB */
+	if (id == 1)
+		SYS(madvise(w->region, REGION_PAGES * PAGE, MADV_HUGEPAGE));
 	for (uint64_t k = 0; k < REGION_PAGES; k++)
 		fill_pattern(w->region + k * PAGE, PAGE, page_seed(id, k, 0));
 }
@@ -276,6 +280,7 @@ int main(void)
 	install_sigterm(SA_RESTART);
 	ballast = (uint8_t *)SYS(mmap(NULL, BALLAST_BYTES, PROT_READ | PROT_WRITE,
 				      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+	SYS(madvise(ballast, BALLAST_BYTES, MADV_HUGEPAGE));	/* kept from the pre-copy as THPs */
 	fill_pattern(ballast, BALLAST_BYTES, 0xba11a57);
 	for (int i = 0; i <= WRITERS; i++)
 		setup_writer(&writers[i], i);

@@ -31,6 +31,7 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <sys/user.h>
 #include <unistd.h>
 
 #include "dump/dump.h"
@@ -50,12 +51,20 @@ struct precopy_area {
 	uint64_t *kept;		/* trim: reuse and present, so not copied again */
 };
 
+/* A thread the arm freeze interrupted in a call the kernel resumes through restart_syscall. */
+struct restart_note {
+	pid_t tid;
+	struct user_regs_struct regs;	/* as frozen at the arm */
+};
+
 struct precopy_proc {
 	pid_t pid;
 	unsigned long long starttime;
 	int uffd;
 	struct precopy_area *areas;
 	int nr_areas;
+	struct restart_note *restarts;
+	int nr_restarts;
 };
 
 struct precopy {
@@ -226,6 +235,64 @@ static int add_area(struct precopy_proc *pp, uint64_t start, uint64_t end)
 	return a->copied && a->reuse && a->kept ? 0 : CRYO_EINTERNAL;
 }
 
+static int interrupted_with_restart_block(const struct user_regs_struct *r)
+{
+	return (int64_t)r->rax == -KERN_ERESTART_RESTARTBLOCK && (int64_t)r->orig_rax >= 0;
+}
+
+/*
+ * Thawing after the arm resumes a call interrupted with -ERESTART_RESTARTBLOCK
+ * (nanosleep, poll with a timeout...) as restart_syscall, which only this
+ * task's kernel restart block can complete: frozen again, it shows
+ * restart_syscall instead of the call. Remember the call, to put it back
+ * into the image (precopy_final_scan).
+ */
+static int note_restarts(struct precopy_proc *pp, const struct dump_ctx *c)
+{
+	for (int i = 0; i < c->nr_threads; i++) {
+		const struct user_regs_struct *r = &c->threads[i].regs;
+		struct restart_note *n;
+
+		if (!interrupted_with_restart_block(r) || r->orig_rax == __NR_restart_syscall)
+			continue;
+		n = realloc(pp->restarts, (pp->nr_restarts + 1) * sizeof(*n));
+		if (!n)
+			return CRYO_EINTERNAL;
+		pp->restarts = n;
+		n[pp->nr_restarts].tid = c->threads[i].tid;
+		n[pp->nr_restarts].regs = *r;
+		pp->nr_restarts++;
+	}
+	return 0;
+}
+
+/*
+ * A thread frozen in the restart_syscall that continues the call it was in
+ * at the arm (same place, same arguments): save it as in that call, which
+ * restore runs again (docs/design.md).
+ */
+static void undo_restarts(struct precopy_proc *pp, struct dump_ctx *c)
+{
+	for (int i = 0; i < c->nr_threads; i++) {
+		struct user_regs_struct r;
+
+		memcpy(&r, c->img_threads[i].regs, sizeof(r));
+		if (!interrupted_with_restart_block(&r) || r.orig_rax != __NR_restart_syscall)
+			continue;
+		for (int k = 0; k < pp->nr_restarts; k++) {
+			const struct user_regs_struct *a = &pp->restarts[k].regs;
+
+			if (pp->restarts[k].tid != c->img_threads[i].tid || a->rip != r.rip ||
+			    a->rdi != r.rdi || a->rsi != r.rsi || a->rdx != r.rdx ||
+			    a->r10 != r.r10 || a->r8 != r.r8 || a->r9 != r.r9)
+				continue;
+			r.orig_rax = a->orig_rax;
+			memcpy(c->img_threads[i].regs, &r, sizeof(r));
+			break;
+		}
+	}
+}
+
 /*
  * Register and write-protect the process's private anonymous areas. What
  * the kernel will not track (no userfaultfd for the process, an area the
@@ -273,6 +340,7 @@ static int arm_process(struct precopy *pc, struct dump_ctx *c)
 	pp->pid = c->pid;
 	pp->starttime = st.starttime;
 	pp->uffd = uffd;
+	ret = note_restarts(pp, c);
 	snprintf(path, sizeof(path), "/proc/%d/pagemap", c->pid);
 	pagemap_fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (pagemap_fd < 0)
@@ -505,6 +573,7 @@ int precopy_final_scan(struct dump_ctx *c)
 	if (!pp)
 		return 0;
 	c->pre = pp;
+	undo_restarts(pp, c);
 	/* the same PID, but not the same process: nothing it copied is reused */
 	if (proc_read_stat(c->pid, 0, &st) || st.starttime != pp->starttime)
 		goto out;
@@ -641,6 +710,7 @@ void precopy_free(struct dump_tree *t)
 			free(pc->procs[p].areas[i].kept);
 		}
 		free(pc->procs[p].areas);
+		free(pc->procs[p].restarts);
 	}
 	free(pc->procs);
 	if (pc->buf)

@@ -57,6 +57,14 @@ struct cryo_stats {
 	uint64_t image_bytes;	/* image size */
 	uint64_t pages;		/* memory pages saved or loaded */
 	uint32_t processes, threads;
+	uint64_t precopy_pages;	/* checkpoint: pages copied before the final freeze */
+};
+
+/* Copy memory while the tree runs, then only what changed while frozen. */
+enum cryo_precopy {
+	CRYO_PRECOPY_AUTO = 0,	/* when the tree holds enough anonymous memory */
+	CRYO_PRECOPY_NEVER,
+	CRYO_PRECOPY_ALWAYS,
 };
 
 struct cryo_checkpoint_opts {
@@ -69,6 +77,7 @@ struct cryo_checkpoint_opts {
 	int compress_level;	/* zstd level; 0 = default */
 	int external;		/* pipes/FIFOs leading outside on fds > 2: save as external */
 	struct cryo_stats *stats;	/* filled on success if not NULL */
+	enum cryo_precopy precopy;
 };
 
 /* At restore, descriptor `fd` of task `pid` (external in the image) becomes a copy of ours, `from`. */

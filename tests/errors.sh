@@ -262,6 +262,8 @@ usage_checks() {
 	check "cryo checkpoint without a PID -> 64" chk_usage_error checkpoint
 	check "cryo checkpoint abc -> 64" chk_usage_error checkpoint abc -o "$WORK/x.img"
 	check "cryo restore without an image -> 64" chk_usage_error restore
+	check "cryo checkpoint --pre-copy=sometimes -> 64" chk_usage_error checkpoint 1 \
+		-o "$WORK/x.img" --pre-copy=sometimes
 	[ -e "$WORK/x.img" ] && echo "# note: a usage error left $WORK/x.img behind"
 }
 

@@ -12,7 +12,8 @@
 # What is checked:
 #   corrupt        images of real test programs (threads: one process with
 #                  threads; tree: three processes, pipes, zombies; files,
-#                  compressed: every kind of descriptor) are corrupted
+#                  compressed: every kind of descriptor; threads with
+#                  --pre-copy: pre-copy data and drop lists) are corrupted
 #                  systematically by tests/robust/walk.py (variants made by
 #                  tests/robust/image.py): a bit flipped in every section
 #                  (header and payload) and in the header, index and footer;
@@ -32,7 +33,8 @@
 #                  than 65 for table values are printed as "# note:" lines.
 #   crash          for every checkpoint:* fault point, cryo SIGKILLs itself
 #                  there (CRYO_FAULT=POINT:kill) while checkpointing
-#                  build/tests/threads with --kill: the target runs on (not
+#                  build/tests/threads with --kill (and --pre-copy for the
+#                  checkpoint:precopy-* points): the target runs on (not
 #                  stopped, not traced, all its threads), says PASS at
 #                  SIGTERM; no file has the image's name, or, overwriting an
 #                  older image, the older one is intact; after
@@ -376,7 +378,8 @@ chk_corrupt_image() {
 
 corrupt_checks() {
 	local name prog args t0
-	local -a images=("threads $TESTBIN/threads" "tree $TESTBIN/tree")
+	local -a images=("threads $TESTBIN/threads" "tree $TESTBIN/tree"
+		"threads-precopy $TESTBIN/threads --pre-copy")
 	if "$CRYO" checkpoint --help 2>&1 | grep -q -- --compress; then
 		if [ -x "$TESTBIN/files" ]; then
 			images+=("files-zstd $TESTBIN/files --compress")
@@ -423,6 +426,7 @@ corrupt_checks() {
 # or overwrite (an older image there).
 chk_ckpt_crash() {
 	local point=$1 mode=$2 d img sha0="" sha1 n0 n1 left
+	local -a extra
 	new_dir crash || return 1
 	d=$CHECK_DIR
 	mkdir "$d/images"
@@ -435,8 +439,10 @@ chk_ckpt_crash() {
 		sha0=$(sha256sum <"$img")
 		threads_free "$T_PID" || { WHY="after the older image: $WHY"; return 1; }
 	fi
+	# the target is small: the pre-copy points are only reached when asked for
+	case $point in checkpoint:precopy*) extra=(--pre-copy) ;; *) extra=() ;; esac
 	run_killable "$d" crash env CRYO_ROBUST_TAG="$d" CRYO_FAULT="$point:kill" "$CRYO" \
-		checkpoint "$T_PID" -o "$img" --kill
+		checkpoint "$T_PID" -o "$img" --kill "${extra[@]}"
 	want_rc 137 || return 1
 	# the kernel detaches a dead tracer's tracees: give the threads a moment
 	poll 3 threads_free "$T_PID" || { WHY="target after the crash: $WHY"; return 1; }

@@ -9,7 +9,8 @@
 
 static const char usage[] =
 	"usage: cryo checkpoint ID [-o FILE] [--tree | --pid | --pgid | --sid]\n"
-	"                       [--leave-running | --kill | --stop] [--no-sync]\n"
+	"                       [--leave-running | --kill | --stop] [--no-sync] [--external]\n"
+	"                       [--pre-copy[=auto|always|never] | --no-pre-copy]\n"
 	"\n"
 	"Freeze the processes ID names (with all their threads), write their whole\n"
 	"state to FILE (default: ID.cryo) and then:\n"
@@ -29,7 +30,28 @@ static const char usage[] =
 	"  --compress[=zstd[:LEVEL]|lz4|none]\n"
 	"                   compress memory pages, chunk by chunk (--compress alone: zstd;\n"
 	"                   default: none, fastest on tmpfs and fast disks)\n"
+	"  --pre-copy[=auto|always|never]\n"
+	"                   copy memory while the processes still run, then freeze them\n"
+	"                   for what changed meanwhile only (default auto: from 64 MiB of\n"
+	"                   anonymous memory; --pre-copy alone: always)\n"
+	"  --no-pre-copy    the same as --pre-copy=never\n"
 	"  -h, --help       this help\n";
+
+static int parse_precopy(const char *arg, struct cryo_checkpoint_opts *opts)
+{
+	if (!arg || !strcmp(arg, "always"))
+		opts->precopy = CRYO_PRECOPY_ALWAYS;
+	else if (!strcmp(arg, "never"))
+		opts->precopy = CRYO_PRECOPY_NEVER;
+	else if (!strcmp(arg, "auto"))
+		opts->precopy = CRYO_PRECOPY_AUTO;
+	else {
+		fprintf(stderr, "cryo: checkpoint: unknown --pre-copy mode '%s' (auto, always, "
+			"never)\n", arg);
+		return -1;
+	}
+	return 0;
+}
 
 static int parse_compress(const char *arg, struct cryo_checkpoint_opts *opts)
 {
@@ -72,6 +94,8 @@ int cmd_checkpoint(int argc, char **argv)
 		{ "pid", no_argument, NULL, 'P' },
 		{ "pgid", no_argument, NULL, 'G' },
 		{ "sid", no_argument, NULL, 'I' },
+		{ "pre-copy", optional_argument, NULL, 'R' },
+		{ "no-pre-copy", no_argument, NULL, 'R' + 256 },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -120,6 +144,13 @@ int cmd_checkpoint(int argc, char **argv)
 			break;
 		case 'I':
 			opts.scope = CRYO_SCOPE_SID;
+			break;
+		case 'R':
+			if (parse_precopy(optarg, &opts))
+				return cli_exit_code(CRYO_EUSAGE);
+			break;
+		case 'R' + 256:
+			opts.precopy = CRYO_PRECOPY_NEVER;
 			break;
 		case 'h':
 			fputs(usage, stdout);

@@ -22,9 +22,11 @@ static const char usage[] =
 void cli_print_stats(const char *what, const struct cryo_stats *st)
 {
 	fprintf(stderr, "{\"op\": \"%s\", \"frozen_ms\": %.3f, \"total_ms\": %.3f, "
-		"\"image_bytes\": %llu, \"pages\": %llu, \"processes\": %u, \"threads\": %u}\n",
+		"\"image_bytes\": %llu, \"pages\": %llu, \"processes\": %u, \"threads\": %u, "
+		"\"precopy_pages\": %llu}\n",
 		what, st->frozen_ns / 1e6, st->total_ns / 1e6, (unsigned long long)st->image_bytes,
-		(unsigned long long)st->pages, st->processes, st->threads);
+		(unsigned long long)st->pages, st->processes, st->threads,
+		(unsigned long long)st->precopy_pages);
 }
 
 int cli_exit_code(int status)

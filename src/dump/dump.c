@@ -297,8 +297,13 @@ static int collect_tree(struct dump_tree *t)
 		if (c->zombie)
 			continue;
 		ret = collect_task(c);
+		/* before collect_mm: it refuses areas registered with userfaultfd */
+		if (!ret)
+			ret = precopy_final_scan(c);
 		if (!ret)
 			ret = collect_mm(c);
+		if (!ret)
+			ret = precopy_trim(c);
 		if (!ret)
 			ret = collect_fds(c);
 		if (ret)
@@ -453,6 +458,11 @@ static int write_image(struct dump_tree *t, struct img_writer *w)
 			continue;
 		ret = imgw_section(w, CRYO_SEC_VMA, c->pid, sizeof(*c->img_vmas), c->nr_vmas,
 				   c->img_vmas, (uint64_t)c->nr_vmas * sizeof(*c->img_vmas));
+		if (!ret && c->precopy_drop.nr)
+			ret = imgw_section(w, CRYO_SEC_PRECOPY_DROP, c->pid,
+					   sizeof(struct cryo_img_page_run), c->precopy_drop.nr,
+					   c->precopy_drop.runs,
+					   (uint64_t)c->precopy_drop.nr * sizeof(struct cryo_img_page_run));
 		if (!ret)
 			ret = dump_pages(c, w);
 	}
@@ -470,6 +480,7 @@ static void free_proc(struct dump_ctx *c)
 	if (c->mem_fd >= 0)
 		close(c->mem_fd);
 	free(c->vma_src_fds);
+	free(c->precopy_drop.runs);
 	free(c->shmem_inos);
 	free(c->runs);
 	free(c->img_vmas);
@@ -501,15 +512,17 @@ static void free_tree(struct dump_tree *t)
 	for (int i = 0; i < t->nr_procs; i++)
 		free_proc(t->procs[i]);
 	free(t->procs);
+	precopy_free(t);
 	codec_free(t->codec);
 	free(t->zbuf);
 	strtab_free(&t->strings);
 }
 
 static void fill_stats(struct cryo_stats *st, const struct dump_tree *t, uint64_t frozen,
-		       uint64_t total)
+		       uint64_t total, uint64_t precopy_pages)
 {
 	memset(st, 0, sizeof(*st));
+	st->precopy_pages = precopy_pages;
 	st->frozen_ns = frozen;
 	st->total_ns = total;
 	st->image_bytes = t->image_bytes;
@@ -543,12 +556,42 @@ static void release_tree(struct dump_tree *t, enum cryo_after after)
 	}
 }
 
+/*
+ * Pre-copy, before the real freeze: freeze the tree briefly to arm write
+ * tracking, let it run again, and copy its memory meanwhile. *frozen_ns
+ * gets how long the tree was stopped. On failure the tree runs as before.
+ */
+static int freeze_scope(struct dump_tree *t, const struct cryo_checkpoint_opts *opts)
+{
+	if (opts->scope == CRYO_SCOPE_PGID || opts->scope == CRYO_SCOPE_SID)
+		return freeze_members(t, opts->scope, opts->pid);
+	return freeze_tree(t, opts->pid, opts->scope);
+}
+
+static int run_precopy(struct dump_tree *t, const struct cryo_checkpoint_opts *opts,
+		       struct img_writer *w, uint64_t *frozen_ns)
+{
+	struct dump_tree armed = { 0 };
+	uint64_t t0 = now_ns();
+	int ret;
+
+	ret = freeze_scope(&armed, opts);
+	if (!ret)
+		ret = precopy_arm(t, &armed);
+	release_tree(&armed, CRYO_LEAVE_RUNNING);
+	*frozen_ns = now_ns() - t0;
+	cryo_debug("pre-copy: armed in %.1f ms (frozen)", *frozen_ns / 1e6);
+	free_tree(&armed);
+	return ret ? ret : precopy_copy(t, w);
+}
+
 int cryo_checkpoint(const struct cryo_checkpoint_opts *opts)
 {
 	struct dump_tree tree = { 0 };
 	struct img_writer *w = NULL;
 	sigset_t defer, old_mask;
-	uint64_t t0 = now_ns(), t_frozen = 0, t_frozen_start = 0, t_collected = 0, t_written = 0;
+	uint64_t t0 = now_ns(), t_frozen = 0, t_frozen_start = 0, t_pre_frozen = 0;
+	uint64_t t_collected = 0, t_written = 0;
 	int ret;
 
 	if (opts->pid <= 0)
@@ -580,11 +623,17 @@ int cryo_checkpoint(const struct cryo_checkpoint_opts *opts)
 			return CRYO_EUSAGE;
 		}
 	}
+	/* auto: measured on the tree of a PID; a group or session must ask for it */
+	if (opts->scope == CRYO_SCOPE_PGID || opts->scope == CRYO_SCOPE_SID ?
+		    opts->precopy == CRYO_PRECOPY_ALWAYS : precopy_wanted(opts->pid, opts->precopy)) {
+		ret = imgw_open(&w, opts->output, read_xcr0(), CRYO_IMG_F_PRECOPY);
+		if (!ret)
+			ret = run_precopy(&tree, opts, w, &t_pre_frozen);
+		if (ret)
+			goto out;
+	}
 	t_frozen_start = now_ns();
-	if (opts->scope == CRYO_SCOPE_PGID || opts->scope == CRYO_SCOPE_SID)
-		ret = freeze_members(&tree, opts->scope, opts->pid);
-	else
-		ret = freeze_tree(&tree, opts->pid, opts->scope);
+	ret = freeze_scope(&tree, opts);
 	t_frozen = now_ns();
 	if (!ret)
 		ret = fault_point("checkpoint:frozen");
@@ -593,8 +642,8 @@ int cryo_checkpoint(const struct cryo_checkpoint_opts *opts)
 	t_collected = now_ns();
 	if (!ret)
 		ret = fault_point("checkpoint:injected");
-	if (!ret)
-		ret = imgw_open(&w, opts->output, read_xcr0());
+	if (!ret && !w)
+		ret = imgw_open(&w, opts->output, read_xcr0(), 0);
 	if (!ret)
 		ret = write_image(&tree, w);
 	t_written = now_ns();
@@ -608,6 +657,7 @@ int cryo_checkpoint(const struct cryo_checkpoint_opts *opts)
 	}
 	if (!ret)
 		ret = fault_point("checkpoint:committed");
+out:
 	if (w)
 		imgw_abort(w);
 	if (ret) {
@@ -621,7 +671,8 @@ int cryo_checkpoint(const struct cryo_checkpoint_opts *opts)
 			   (now_ns() - t_written) / 1e6);
 		release_tree(&tree, opts->after);
 		if (opts->stats)
-			fill_stats(opts->stats, &tree, now_ns() - t_frozen_start, now_ns() - t0);
+			fill_stats(opts->stats, &tree, t_pre_frozen + now_ns() - t_frozen_start,
+				   now_ns() - t0, precopy_pages(&tree));
 	}
 	sigprocmask(SIG_SETMASK, &old_mask, NULL);
 	free_tree(&tree);

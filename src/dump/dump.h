@@ -30,6 +30,8 @@ struct fd_blob {
 };
 
 struct dump_tree;
+struct precopy;
+struct precopy_proc;
 
 /* One process of the checkpoint. */
 struct dump_ctx {
@@ -57,6 +59,9 @@ struct dump_ctx {
 
 	struct cryo_img_siginfo *sigs;
 	int nr_sigs;
+
+	struct precopy_proc *pre;	/* its pre-copy state, or NULL (precopy.c) */
+	struct page_runs precopy_drop;	/* pre-copied pages restore must zero */
 
 	int mem_fd;		/* /proc/PID/mem, for areas without PROT_READ */
 	uint64_t zero_pfn;	/* PFN of the kernel's zero page (skipped) */
@@ -86,6 +91,7 @@ struct dump_tree {
 	uint64_t image_bytes;
 	uint8_t *zbuf;		/* compressed chunk */
 	size_t zbuf_len;
+	struct precopy *precopy;	/* NULL without pre-copy */
 };
 
 int freeze_process(struct dump_ctx *c);
@@ -102,5 +108,22 @@ int dump_pages(struct dump_ctx *c, struct img_writer *w);
 /* Group shared memory areas and memfd descriptors into objects; find their pages. */
 int collect_shmem(struct dump_tree *t);
 int dump_shmem_pages(struct dump_tree *t, struct img_writer *w);
+/* One group of page data: PAGEMAP with runs, then PAGES (or ZPAGES) with len bytes. */
+int dump_write_pages(struct dump_tree *t, struct img_writer *w, uint64_t id,
+		     const struct page_runs *runs, const uint8_t *buf, size_t len);
+
+/*
+ * Pre-copy (precopy.c): with the tree frozen, arm write tracking in each
+ * process of `frozen`; with it running, copy their memory; frozen again,
+ * per process before collect_mm, find what is still exact, and after it,
+ * take that out of the page lists.
+ */
+int precopy_wanted(pid_t root, enum cryo_precopy mode);
+int precopy_arm(struct dump_tree *t, struct dump_tree *frozen);
+int precopy_copy(struct dump_tree *t, struct img_writer *w);
+int precopy_final_scan(struct dump_ctx *c);
+int precopy_trim(struct dump_ctx *c);
+void precopy_free(struct dump_tree *t);
+uint64_t precopy_pages(const struct dump_tree *t);	/* copied while running */
 
 #endif

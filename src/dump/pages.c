@@ -124,6 +124,20 @@ static int write_compressed(struct dump_tree *t, struct img_writer *w, uint64_t 
 	return imgw_section(w, CRYO_SEC_ZPAGES, id, 0, 0, t->zbuf, sizeof(h) + n);
 }
 
+int dump_write_pages(struct dump_tree *t, struct img_writer *w, uint64_t id,
+		     const struct page_runs *runs, const uint8_t *buf, size_t len)
+{
+	int ret = imgw_section(w, CRYO_SEC_PAGEMAP, id, sizeof(struct cryo_img_page_run), runs->nr,
+			       runs->runs, (uint64_t)runs->nr * sizeof(struct cryo_img_page_run));
+
+	if (!ret && t->codec)
+		ret = write_compressed(t, w, id, buf, len);
+	else if (!ret)
+		ret = imgw_section_aligned(w, CRYO_SEC_PAGES, id, PAGE_SIZE_BYTES,
+					   len / PAGE_SIZE_BYTES, buf, len);
+	return ret;
+}
+
 /* Stops at the first non-zero word: random data costs a few loads per page. */
 static int page_is_zero(const uint8_t *p)
 {

@@ -23,7 +23,7 @@
 #define CRYO_IMG_MAGIC		"CRYOIMG1"
 #define CRYO_IMG_FOOTER_MAGIC	"CRYOEND1"
 #define CRYO_IMG_MAJOR		1
-#define CRYO_IMG_MINOR		0
+#define CRYO_IMG_MINOR		1
 #define CRYO_IMG_ARCH_X86_64	62	/* ELF e_machine EM_X86_64 */
 #define CRYO_IMG_PAGE_SIZE	4096
 #define CRYO_SECTION_MAGIC	0x54434553u	/* "SECT" */
@@ -35,12 +35,21 @@ struct cryo_file_header {
 	uint32_t header_size;		/* sizeof(struct cryo_file_header) */
 	uint32_t arch;
 	uint32_t page_size;
-	uint64_t flags;			/* none defined; must be 0 */
+	uint64_t flags;			/* enum cryo_img_flags; unknown bits: refused */
 	uint64_t created_ns;		/* CLOCK_REALTIME at checkpoint */
 	uint64_t xfeatures;		/* XCR0 of the checkpointing CPU */
 	uint32_t reserved[3];
 	uint32_t crc;			/* CRC-32C of the bytes before this field */
 } __attribute__((packed));
+
+/*
+ * Header flags name features a reader must understand to restore the image
+ * exactly (a reader that does not know one refuses the image).
+ */
+enum cryo_img_flags {
+	/* 1.1: page data may come in two passes (pre-copy, then final); see PRECOPY_DROP */
+	CRYO_IMG_F_PRECOPY = 1 << 0,
+};
 
 enum cryo_section_type {
 	CRYO_SEC_INDEX = 1,
@@ -60,6 +69,8 @@ enum cryo_section_type {
 	CRYO_SEC_SHMEM = 32,		/* struct cryo_img_shmem: shared anonymous memory
 					 * objects; their pages: PAGEMAP/PAGES with id
 					 * CRYO_SHMEM_PAGES_ID | object index, offsets as vaddr */
+	CRYO_SEC_PRECOPY_DROP = 24,	/* 1.1: struct cryo_img_page_run, in address order;
+					 * id = pid: pages whose pre-copied data is stale */
 };
 
 struct cryo_section_header {
@@ -271,6 +282,18 @@ struct cryo_img_shmem {
 } __attribute__((packed));
 
 #define CRYO_SHMEM_PAGES_ID 0xffffffff00000000ull
+
+/*
+ * Pre-copy (1.1, CRYO_IMG_F_PRECOPY): pages copied while the process still
+ * ran, before its final freeze. PAGEMAP/PAGES/ZPAGES groups with id
+ * CRYO_PRECOPY_PAGES_ID | pid, runs by address across the whole address
+ * space, in address order across groups. At restore they are applied to
+ * the private anonymous areas of the final VMA table only (pages elsewhere
+ * are ignored: the area was unmapped or replaced since), then the pages of
+ * the process's PRECOPY_DROP runs are zeroed, then each area's own page
+ * data is applied: later data overrides earlier.
+ */
+#define CRYO_PRECOPY_PAGES_ID 0xfffffffe00000000ull
 
 enum cryo_codec {
 	CRYO_CODEC_NONE = 0,

@@ -76,6 +76,7 @@ const char *img_section_type_name(uint32_t type)
 	case CRYO_SEC_BLOB:	return "BLOB";
 	case CRYO_SEC_ZPAGES:	return "ZPAGES";
 	case CRYO_SEC_SHMEM:	return "SHMEM";
+	case CRYO_SEC_PRECOPY_DROP:	return "PRECOPY_DROP";
 	}
 	return "unknown";
 }
@@ -97,7 +98,7 @@ static int type_is_table(uint32_t type)
 {
 	return type == CRYO_SEC_TASK || type == CRYO_SEC_THREAD || type == CRYO_SEC_SIGINFO ||
 	       type == CRYO_SEC_VMA || type == CRYO_SEC_PAGEMAP || type == CRYO_SEC_PAGES ||
-	       type == CRYO_SEC_FD || type == CRYO_SEC_SHMEM;
+	       type == CRYO_SEC_FD || type == CRYO_SEC_SHMEM || type == CRYO_SEC_PRECOPY_DROP;
 }
 
 /*
@@ -422,7 +423,7 @@ static void remove_stale_temporaries(const struct img_writer *w)
 	closedir(d);
 }
 
-int imgw_open(struct img_writer **wp, const char *path, uint64_t xfeatures)
+int imgw_open(struct img_writer **wp, const char *path, uint64_t xfeatures, uint64_t flags)
 {
 	struct cryo_file_header hdr;
 	struct timespec ts;
@@ -467,6 +468,7 @@ int imgw_open(struct img_writer **wp, const char *path, uint64_t xfeatures)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	hdr.created_ns = (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
 	hdr.xfeatures = xfeatures;
+	hdr.flags = flags;
 	hdr.crc = crc32c(0, &hdr, offsetof(struct cryo_file_header, crc));
 	ret = w_emit(w, &hdr, sizeof(hdr));
 	if (!ret)
@@ -752,7 +754,7 @@ static int check_header(struct img_reader *r, struct scan *s)
 	if (h->page_size != CRYO_IMG_PAGE_SIZE)
 		return bad(r, "page size %u, this cryo supports only %u", h->page_size,
 			   CRYO_IMG_PAGE_SIZE);
-	if (h->flags)
+	if (h->flags & ~(uint64_t)CRYO_IMG_F_PRECOPY)
 		return bad(r, "unknown header flags 0x%llx", (unsigned long long)h->flags);
 	if (!all_zero(s->buf + hsize, FIRST_SECTION_OFFSET - hsize))
 		return bad(r, "padding after the file header is not zero");

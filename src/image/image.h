@@ -21,8 +21,8 @@
 
 struct img_writer;
 
-/* Create path's temporary sibling; xfeatures goes into the file header. */
-int imgw_open(struct img_writer **w, const char *path, uint64_t xfeatures);
+/* Create path's temporary sibling; xfeatures and flags go into the file header. */
+int imgw_open(struct img_writer **w, const char *path, uint64_t xfeatures, uint64_t flags);
 /* Append one section whose payload is in memory. */
 int imgw_section(struct img_writer *w, uint32_t type, uint64_t id, uint32_t entry_size,
 		 uint32_t entry_count, const void *payload, uint64_t len);

@@ -418,6 +418,8 @@ static void *load(struct inspect *in, size_t i, uint32_t size, uint32_t *n)
 	return p;
 }
 
+static const char *const header_flag_names[] = { "precopy" };
+
 static void print_header(struct inspect *in, const char *path)
 {
 	const struct cryo_file_header *h = imgr_header(in->r);
@@ -448,6 +450,7 @@ static void print_header(struct inspect *in, const char *path)
 	o_word(o, "created", when);
 	o_u64(o, "created_ns", h->created_ns);
 	o_hex(o, "xfeatures", h->xfeatures);
+	o_flags(o, "flags", h->flags, header_flag_names, ARRAY_SIZE(header_flag_names));
 	o_obj_end(o);
 }
 
@@ -771,6 +774,23 @@ static void siginfo_fn(struct inspect *in, const void *e) { print_siginfo(in, e)
 static void fd_fn(struct inspect *in, const void *e) { print_fd(in, e); }
 static void shmem_fn(struct inspect *in, const void *e) { print_shmem(in, e); }
 
+/* Pages in every page-run table of that type and id (pre-copy data, drop lists). */
+static uint64_t count_run_pages(struct inspect *in, uint32_t type, uint64_t id)
+{
+	uint64_t pages = 0;
+
+	for (long i = imgr_find(in->r, type, id, 0, 0); i >= 0;
+	     i = imgr_find(in->r, type, id, 0, i + 1)) {
+		uint32_t n;
+		struct cryo_img_page_run *runs = load(in, i, sizeof(*runs), &n);
+
+		for (uint32_t k = 0; runs && k < n; k++)
+			pages += runs[k].nr_pages;
+		free(runs);
+	}
+	return pages;
+}
+
 /* One group per VMA section (id = pid), then the total of page data. */
 static void print_memory(struct inspect *in)
 {
@@ -783,9 +803,17 @@ static void print_memory(struct inspect *in)
 		uint32_t n;
 		struct cryo_img_vma *v = load(in, i, sizeof(*v), &n);
 
+		uint64_t pid = imgr_section(in->r, i)->id;
+
 		o_obj(o, NULL, "memory of task");
-		o_u64(o, JSON_ONLY(o, "pid"), imgr_section(in->r, i)->id);
+		o_u64(o, JSON_ONLY(o, "pid"), pid);
 		o_u64(o, "areas", n);
+		if (imgr_header(in->r)->flags & CRYO_IMG_F_PRECOPY) {
+			o_u64(o, "precopy_pages",
+			      count_run_pages(in, CRYO_SEC_PAGEMAP, CRYO_PRECOPY_PAGES_ID | pid));
+			o_u64(o, "precopy_dropped",
+			      count_run_pages(in, CRYO_SEC_PRECOPY_DROP, pid));
+		}
 		o_arr(o, "vmas");
 		for (uint32_t k = 0; v && k < n; k++)
 			print_vma(in, &v[k], k);

@@ -77,11 +77,12 @@ static int is_maps_header(const char *line)
 }
 
 /*
- * smaps is read line by line (it is ~1.5 KiB per area: 90 MiB for 60 000
- * areas), and each area keeps only its path, in a string area that ends up
- * in the same allocation as the array, so one free() releases everything.
+ * smaps (or maps) is read line by line (smaps is ~1.5 KiB per area: 90 MiB
+ * for 60 000 areas), and each area keeps only its path, in a string area
+ * that ends up in the same allocation as the array, so one free() releases
+ * everything.
  */
-int proc_read_vmas(pid_t pid, struct proc_vma **vmas, int *nr)
+static int read_vmas(pid_t pid, const char *which, struct proc_vma **vmas, int *nr)
 {
 	struct buf paths = { 0 };
 	struct proc_vma *arr = NULL, *out;
@@ -90,7 +91,7 @@ int proc_read_vmas(pid_t pid, struct proc_vma **vmas, int *nr)
 	int n = 0, cap = 0, ret = 0;
 	FILE *f;
 
-	snprintf(file, sizeof(file), "/proc/%d/smaps", pid);
+	snprintf(file, sizeof(file), "/proc/%d/%s", pid, which);
 	f = fopen(file, "re");
 	if (!f)
 		return -errno;
@@ -145,6 +146,16 @@ out:
 	buf_free(&paths);
 	fclose(f);
 	return ret;
+}
+
+int proc_read_vmas(pid_t pid, struct proc_vma **vmas, int *nr)
+{
+	return read_vmas(pid, "smaps", vmas, nr);
+}
+
+int proc_read_maps(pid_t pid, struct proc_vma **vmas, int *nr)
+{
+	return read_vmas(pid, "maps", vmas, nr);
 }
 
 int proc_find_named_vma(pid_t pid, const char *name, struct proc_vma_range *r)

@@ -48,6 +48,8 @@ struct proc_vma {
 
 /* Parse /proc/PID/smaps into a malloc'd array (one free() releases it all). */
 int proc_read_vmas(pid_t pid, struct proc_vma **vmas, int *nr);
+/* The same from /proc/PID/maps: no vmflags, but no page-table walk (fast on big areas). */
+int proc_read_maps(pid_t pid, struct proc_vma **vmas, int *nr);
 int proc_find_named_vma(pid_t pid, const char *name, struct proc_vma_range *r);
 
 struct proc_stat {

@@ -421,6 +421,7 @@ static int validate_runs(struct restore_ctx *r, struct restore_vma *v, uint64_t 
 		runs = imgr_load_table(r->img, pm, sizeof(*runs), &nr);
 		if (!runs)
 			return CRYO_EIMAGE;
+		r->claimed[pm] = 1;
 		struct cryo_img_page_run *all = realloc(v->runs, (v->nr_runs + nr + 1) * sizeof(*all));
 		if (!all) {
 			free(runs);
@@ -475,6 +476,117 @@ static int validate_runs(struct restore_ctx *r, struct restore_vma *v, uint64_t 
 			   (unsigned long)v->img.start, (unsigned long)v->img.end,
 			   (unsigned long long)pages, (unsigned long long)v->img.nr_pages_dumped);
 	return 0;
+}
+
+/* Runs in address order, page aligned, not empty, inside user space. */
+static int check_run_list(struct restore_ctx *r, const struct cryo_img_page_run *runs,
+			  uint32_t nr, const char *what, pid_t pid)
+{
+	uint64_t prev_end = 0;
+
+	for (uint32_t i = 0; i < nr; i++)
+		if (runs[i].vaddr % PAGE_SIZE_BYTES || runs[i].vaddr < prev_end ||
+		    runs[i].vaddr >= USER_SPACE_END || !runs[i].nr_pages ||
+		    runs[i].nr_pages > (USER_SPACE_END - runs[i].vaddr) / PAGE_SIZE_BYTES)
+			return bad(r, "process %d: %s run %u out of order or out of bounds", pid,
+				   what, i);
+		else
+			prev_end = runs[i].vaddr + runs[i].nr_pages * PAGE_SIZE_BYTES;
+	return 0;
+}
+
+/*
+ * Pre-copy data of a process (image 1.1): page groups like an area's, over
+ * the whole address space, and at most one PRECOPY_DROP list. Where each
+ * run's data is (section, page) is worked out here once, so that phase 40
+ * can take any area's share without reading the rest.
+ */
+/*
+ * The image is opened with IMGR_DEFER_PAGE_DATA: phase 40 checks page data
+ * on its one read. Pre-copied pages are read in slices, area by area, so a
+ * plain section of them is checked here, whole, instead.
+ */
+static int check_payload_now(struct restore_ctx *r, uint32_t s)
+{
+	const struct cryo_img_index_entry *e = imgr_section(r->img, s);
+	uint64_t off = imgr_payload_offset(r->img, s), left = e->length;
+	size_t cap = 1ul << 20;
+	uint8_t *buf = malloc(cap);
+	uint32_t crc = 0;
+
+	if (!buf)
+		return CRYO_EINTERNAL;
+	while (left) {
+		size_t n = left < cap ? left : cap;
+		int ret = pread_full(imgr_fd(r->img), buf, n, off);
+
+		if (ret) {
+			free(buf);
+			return bad(r, "section %u: cannot read its page data: %s", s, strerror(-ret));
+		}
+		crc = crc32c(crc, buf, n);
+		off += n;
+		left -= n;
+	}
+	free(buf);
+	return crc == imgr_payload_crc(r->img, s) ? 0 : imgr_payload_crc_mismatch(r->img, s);
+}
+
+static int validate_precopy(struct restore_ctx *r, struct restore_proc *p)
+{
+	struct restore_vma *v = &p->precopy;
+	uint64_t page = 0;
+	long d;
+	int ret;
+
+	v->img.start = 0;
+	v->img.end = USER_SPACE_END;
+	v->img.nr_pages_dumped = USER_SPACE_END / PAGE_SIZE_BYTES;
+	v->name = "pre-copy";
+	v->deleted_fd = -1;
+	ret = validate_runs(r, v, CRYO_PRECOPY_PAGES_ID | (uint32_t)p->task.pid);
+	if (ret || !v->nr_runs)
+		goto drop;
+	p->precopy_run_page = malloc(v->nr_runs * sizeof(uint64_t));
+	p->precopy_secs = malloc(v->nr_pages_sections * sizeof(*p->precopy_secs));
+	if (!p->precopy_run_page || !p->precopy_secs)
+		return CRYO_EINTERNAL;
+	for (uint32_t i = 0; i < v->nr_runs; i++) {
+		p->precopy_run_page[i] = page;
+		page += v->runs[i].nr_pages;
+	}
+	page = 0;
+	for (uint32_t s = v->first_pages_section;
+	     s < v->first_pages_section + v->nr_pages_sections; s++) {
+		const struct cryo_img_index_entry *e = imgr_section(r->img, s);
+		struct restore_page_section *ps = &p->precopy_secs[p->nr_precopy_secs];
+
+		if (e->type != CRYO_SEC_PAGES && e->type != CRYO_SEC_ZPAGES)
+			continue;
+		/* compressed sections are checked whole, when phase 40 decompresses them */
+		if (e->type == CRYO_SEC_PAGES && (ret = check_payload_now(r, s)))
+			return ret;
+		ps->index = s;
+		ps->pages = data_section_pages(r, s);	/* validate_runs checked it */
+		ps->first_page = page;
+		page += ps->pages;
+		p->nr_precopy_secs++;
+	}
+drop:
+	if (ret)
+		return ret;
+	d = imgr_find(r->img, CRYO_SEC_PRECOPY_DROP, p->task.pid, 0, 0);
+	if (d < 0)
+		return 0;
+	if (imgr_find(r->img, CRYO_SEC_PRECOPY_DROP, p->task.pid, 0, d + 1) >= 0)
+		return bad(r, "process %d: more than one PRECOPY_DROP section", p->task.pid);
+	p->precopy_drop = imgr_load_table(r->img, d, sizeof(*p->precopy_drop),
+					  &p->nr_precopy_drop);
+	if (!p->precopy_drop)
+		return CRYO_EIMAGE;
+	r->claimed[d] = 1;
+	return check_run_list(r, p->precopy_drop, p->nr_precopy_drop, "PRECOPY_DROP",
+			      p->task.pid);
 }
 
 static int validate_vmas(struct restore_ctx *r, struct restore_proc *p, struct cryo_img_vma *img,
@@ -800,6 +912,25 @@ static int slice_tables(struct restore_ctx *r)
 	return 0;
 }
 
+/*
+ * Every page list and drop list must belong to an area, an object or a
+ * process: one that does not (its id changed, or cut off from its group)
+ * would silently leave pages out.
+ */
+static int check_unclaimed(struct restore_ctx *r)
+{
+	for (size_t i = 0; i < imgr_nr_sections(r->img); i++) {
+		const struct cryo_img_index_entry *e = imgr_section(r->img, i);
+
+		if ((e->type == CRYO_SEC_PAGEMAP || e->type == CRYO_SEC_PRECOPY_DROP) &&
+		    !r->claimed[i])
+			return bad(r, "section %zu (%s, id %#llx) belongs to no memory area or "
+				   "process", i, img_section_type_name(e->type),
+				   (unsigned long long)e->id);
+	}
+	return 0;
+}
+
 int restore_validate(struct restore_ctx *r)
 {
 	struct cryo_img_task *tasks;
@@ -811,6 +942,9 @@ int restore_validate(struct restore_ctx *r)
 	ret = imgr_open_flags(&r->img, r->opts->image, IMGR_DEFER_PAGE_DATA);
 	if (ret)
 		return ret;
+	r->claimed = xzalloc(imgr_nr_sections(r->img) + 1);
+	if (!r->claimed)
+		return CRYO_EINTERNAL;
 	if (read_whole_file("/proc/sys/kernel/pid_max", &b) == 0)
 		pid_max = atol(b.data);
 	buf_free(&b);
@@ -862,6 +996,11 @@ int restore_validate(struct restore_ctx *r)
 			struct cryo_img_vma *vmas;
 			uint32_t n;
 
+			if (imgr_header(r->img)->flags & CRYO_IMG_F_PRECOPY) {
+				ret = validate_precopy(r, p);
+				if (ret)
+					return ret;
+			}
 			vmas = load_single(r, CRYO_SEC_VMA, p->task.pid, "memory area",
 					   sizeof(*vmas), &n);
 			if (!vmas)
@@ -874,6 +1013,8 @@ int restore_validate(struct restore_ctx *r)
 				ret = validate_vdso(r, p);
 		}
 	}
+	if (!ret)
+		ret = check_unclaimed(r);
 	if (!ret)
 		ret = check_unique_tids(r);
 	if (!ret)

@@ -295,6 +295,117 @@ static int fill_pages(struct restore_ctx *r, struct restore_vma *v, int populate
 	return ret;
 }
 
+/* First run of the sorted list that ends above addr. */
+static uint32_t first_run_above(const struct cryo_img_page_run *runs, uint32_t nr, uint64_t addr)
+{
+	uint32_t lo = 0, hi = nr;
+
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+
+		if (runs[mid].vaddr + runs[mid].nr_pages * PAGE_SIZE_BYTES <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* Copy n pre-copied pages, from page number `page` of the data on, to dst. */
+static int copy_precopied(struct restore_ctx *r, struct restore_vma *v, uint64_t page,
+			  uint64_t n, uint8_t *dst, struct page_source *src, long *cached)
+{
+	const struct restore_proc *p = r->me;
+
+	if (!p->nr_precopy_secs)
+		return fail_vma(v, "pre-copied page data missing", EINVAL);
+	while (n) {
+		uint32_t lo = 0, hi = p->nr_precopy_secs;
+
+		while (hi - lo > 1) {
+			uint32_t mid = lo + (hi - lo) / 2;
+
+			if (p->precopy_secs[mid].first_page <= page)
+				lo = mid;
+			else
+				hi = mid;
+		}
+		const struct restore_page_section *ps = &p->precopy_secs[lo];
+		uint64_t skip = page - ps->first_page;
+		uint64_t m = ps->pages - skip < n ? ps->pages - skip : n;
+		int ret;
+
+		if (page < ps->first_page || skip >= ps->pages)
+			return fail_vma(v, "pre-copied page data ends early", EINVAL);
+		if (imgr_section(r->img, ps->index)->type == CRYO_SEC_PAGES) {
+			ret = pread_full(r->img_fd, dst, m * PAGE_SIZE_BYTES,
+					 imgr_payload_offset(r->img, ps->index) +
+					 skip * PAGE_SIZE_BYTES);
+			if (ret)
+				return fail_vma(v, "reading its pre-copied pages", -ret);
+		} else {
+			if (*cached != (long)ps->index) {
+				uint32_t sec = ps->index;
+				struct restore_vma one = *v;
+
+				/* next_section() decompresses exactly this one section */
+				one.first_pages_section = sec;
+				one.nr_pages_sections = 1;
+				ret = next_section(r, &one, &sec, src);
+				if (ret)
+					return ret;
+				*cached = ps->index;
+			}
+			memcpy(dst, src->zraw + skip * PAGE_SIZE_BYTES, m * PAGE_SIZE_BYTES);
+		}
+		dst += m * PAGE_SIZE_BYTES;
+		page += m;
+		n -= m;
+	}
+	return 0;
+}
+
+/*
+ * Pre-copy (image 1.1): the pages of the area saved while the process still
+ * ran, then zeros over those that went stale; fill_pages() then applies the
+ * area's own pages, saved frozen, over both.
+ */
+static int fill_precopy(struct restore_ctx *r, struct restore_vma *v)
+{
+	const struct restore_proc *p = r->me;
+	const struct restore_vma *pre = &p->precopy;
+	struct page_source src = { 0 };
+	long cached = -1;
+	int ret = 0;
+
+	for (uint32_t i = first_run_above(pre->runs, pre->nr_runs, v->img.start);
+	     i < pre->nr_runs && pre->runs[i].vaddr < v->img.end && !ret; i++) {
+		uint64_t end = pre->runs[i].vaddr + pre->runs[i].nr_pages * PAGE_SIZE_BYTES;
+		uint64_t lo = pre->runs[i].vaddr > v->img.start ? pre->runs[i].vaddr : v->img.start;
+		uint64_t hi = end < v->img.end ? end : v->img.end;
+
+		ret = copy_precopied(r, v, p->precopy_run_page[i] +
+				     (lo - pre->runs[i].vaddr) / PAGE_SIZE_BYTES,
+				     (hi - lo) / PAGE_SIZE_BYTES,
+				     (uint8_t *)(v->premap_addr + (lo - v->img.start)), &src, &cached);
+	}
+	free(src.zraw);
+	free(src.zin);
+	for (uint32_t i = first_run_above(p->precopy_drop, p->nr_precopy_drop, v->img.start);
+	     i < p->nr_precopy_drop && p->precopy_drop[i].vaddr < v->img.end && !ret; i++) {
+		const struct cryo_img_page_run *d = &p->precopy_drop[i];
+		uint64_t end = d->vaddr + d->nr_pages * PAGE_SIZE_BYTES;
+		uint64_t lo = d->vaddr > v->img.start ? d->vaddr : v->img.start;
+		uint64_t hi = end < v->img.end ? end : v->img.end;
+
+		/* a private anonymous page dropped reads as zeros again, as it was */
+		if (madvise((void *)(v->premap_addr + (lo - v->img.start)), hi - lo,
+			    MADV_DONTNEED) < 0)
+			ret = fail_vma(v, "zeroing stale pre-copied pages", errno);
+	}
+	return ret;
+}
+
 static int apply_advice(const struct restore_vma *v)
 {
 	static const struct {
@@ -362,7 +473,12 @@ static int premap_one(struct restore_ctx *r, struct restore_vma *v, uint64_t add
 	if (p == MAP_FAILED)
 		return fail_vma(v, "mmap", errno);
 	v->premap_addr = addr;
-	ret = fill_pages(r, v, v->img.kind == CRYO_VMA_ANON_PRIVATE);
+	ret = 0;
+	/* pre-copied pages can only be kept where the area has pages (nr_pages_dumped) */
+	if (v->img.kind == CRYO_VMA_ANON_PRIVATE && v->img.nr_pages_dumped)
+		ret = fill_precopy(r, v);
+	if (!ret)
+		ret = fill_pages(r, v, v->img.kind == CRYO_VMA_ANON_PRIVATE);
 	if (ret)
 		return ret;
 	if (fill_prot != prot && mprotect(p, len, prot) < 0)

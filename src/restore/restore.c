@@ -55,6 +55,10 @@ static void free_ctx(struct restore_ctx *r)
 		for (uint32_t v = 0; p->vmas && v < p->nr_vmas; v++)
 			free(p->vmas[v].runs);
 		free(p->vmas);
+		free(p->precopy.runs);
+		free(p->precopy_run_page);
+		free(p->precopy_secs);
+		free(p->precopy_drop);
 		free(p->seized_threads);
 	}
 	if (r->procs && r->procs[0].fd_park)
@@ -87,6 +91,7 @@ static void free_ctx(struct restore_ctx *r)
 	free(r->inherit_copy);
 	if (r->img)
 		imgr_close(r->img);
+	free(r->claimed);
 }
 
 /* Each --inherit-fd must name an external descriptor of the image, and be open here. */

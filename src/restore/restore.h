@@ -45,6 +45,13 @@ struct restore_vma {
 	int deleted_fd;		/* CRYO_VMA_DELETED: the recreated file, or -1 */
 };
 
+/* A section of page data, and which pages of its run list it holds. */
+struct restore_page_section {
+	uint32_t index;		/* in the image's index */
+	uint32_t pages;
+	uint64_t first_page;	/* counted over the runs, in order */
+};
+
 /* One process of the image. */
 struct restore_proc {
 	struct cryo_img_task task;
@@ -63,6 +70,17 @@ struct restore_proc {
 	struct restore_vma *vmas;
 	uint32_t nr_vmas;
 	const char *exe_path, *cwd_path, *root_path;
+	/*
+	 * Pre-copy (image 1.1): page data saved while the process still ran,
+	 * runs over the whole address space; applied to private anonymous
+	 * areas first, then precopy_drop zeroed, then each area's own pages.
+	 */
+	struct restore_vma precopy;
+	uint64_t *precopy_run_page;	/* per run: its first page in the data */
+	struct restore_page_section *precopy_secs;
+	uint32_t nr_precopy_secs;
+	struct cryo_img_page_run *precopy_drop;
+	uint32_t nr_precopy_drop;
 
 	/* cryo's side (phase 50) */
 	int seized;		/* attached (auto-attached at creation) */
@@ -109,6 +127,7 @@ struct restore_ctx {
 	size_t pages_cursor;	/* phase 10: where the last area's page data ended */
 	struct pagemap_ref *pagemaps;	/* phase 10: PAGEMAP sections by id, then index */
 	size_t nr_pagemaps;
+	uint8_t *claimed;	/* phase 10: per section, 1 once a page list or drop list is used */
 	struct restore_shmem *shmems;
 	uint32_t nr_shmems;
 	uint64_t shmem_stage, shmem_stage_len;	/* where the root mapped them all */

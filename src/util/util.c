@@ -221,7 +221,8 @@ uint64_t now_ns(void)
 
 /* Every point, in the order a checkpoint or restore reaches them. */
 static const char *const fault_points[] = {
-	"checkpoint:frozen", "checkpoint:collect", "checkpoint:injected", "checkpoint:pages",
+	"checkpoint:precopy-armed", "checkpoint:precopy-copy", "checkpoint:frozen",
+	"checkpoint:collect", "checkpoint:precopy-final", "checkpoint:injected", "checkpoint:pages",
 	"checkpoint:write", "checkpoint:committed",
 	"restore:tree", "restore:files", "restore:memory", "restore:resume",
 };

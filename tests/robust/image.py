@@ -346,7 +346,8 @@ def struct_variants(img, rng, max_sections=None):
     # a newer minor's longer header)
     for field, vals in (("header_size", [0, 4, 60, 63, 65, 66, 4097, 4100, 0x80000000, M32]),
                         ("page_size", [0, 1, 2048, 8192, M32]),
-                        ("flags", [1, 1 << 63, M64]),
+                        # bit 0 (pre-copy, 1.1) is defined: an undefined bit must be refused
+                        ("flags", [2, 1 << 63, M64]),
                         ("version_major", [0, 2, 0xFFFF]),
                         ("arch", [0, 3, 183, M32])):
         o, n = FH[field]

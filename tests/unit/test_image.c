@@ -367,7 +367,7 @@ static void test_roundtrip(void)
 					 .kind = CRYO_VMA_ANON_PRIVATE, .name = s_heap,
 					 .nr_pages_dumped = 1, .flags = CRYO_VMA_HEAP };
 
-	CHECK(imgw_open(&w, path, 0x2e7) == 0, "imgw_open");
+	CHECK(imgw_open(&w, path, 0x2e7, 0) == 0, "imgw_open");
 	add(w, p, CRYO_SEC_STRINGS, 0, 0, 0, st.data, st.len, 0);
 	add(w, p, CRYO_SEC_FD, 1234, sizeof(fds[0]), 3, fds, sizeof(fds), 0);
 	add(w, p, CRYO_SEC_VMA, 1234, sizeof(vmas[0]), 2, vmas, sizeof(vmas), 0);
@@ -472,7 +472,7 @@ static void test_versions(void)
 
 	tmp_path(path, sizeof(path), "v.cryo");
 	fill_random(entries, sizeof(entries));
-	CHECK(imgw_open(&w, path, 0) == 0, "open");
+	CHECK(imgw_open(&w, path, 0, 0) == 0, "open");
 	CHECK(imgw_section(w, CRYO_SEC_VMA, 1, 200, 3, entries, sizeof(entries)) == 0, "vma");
 	CHECK(imgw_section(w, 99, 5, 0, 0, "future", 6) == 0, "unknown type");
 	CHECK(imgw_commit(w, 1) == 0, "commit");
@@ -481,10 +481,10 @@ static void test_versions(void)
 	ret = imgr_open(&r, path);
 	CHECK(ret == CRYO_EIMAGE && strstr(last_log, "unknown section type"), "unknown type");
 
-	/* the same as a 1.1 image: accepted, the section skipped by callers */
+	/* the same as an image of a newer minor: accepted, the section skipped by callers */
 	img = read_file(path, &len);
 	h = (struct cryo_file_header *)img;
-	h->version_minor = 1;
+	h->version_minor = CRYO_IMG_MINOR + 1;
 	h->crc = crc32c(0, h, offsetof(struct cryo_file_header, crc));
 	write_file(path, img, len);
 	CHECK(imgr_open(&r, path) == 0, "newer minor refused");
@@ -554,9 +554,9 @@ static void test_open_errors(void)
 		      "EACCES");
 		unlink(path);
 	}
-	CHECK(imgw_open(&w, "/nonexistent-dir/x.cryo", 0) == CRYO_EWRITE && !w, "bad dir");
+	CHECK(imgw_open(&w, "/nonexistent-dir/x.cryo", 0, 0) == CRYO_EWRITE && !w, "bad dir");
 	CHECK(strstr(last_log, "/nonexistent-dir/.x.cryo.tmp."), "names the temp path");
-	CHECK(imgw_open(&w, "/tmp/", 0) == CRYO_EWRITE, "directory as image name");
+	CHECK(imgw_open(&w, "/tmp/", 0, 0) == CRYO_EWRITE, "directory as image name");
 }
 
 static void test_abort(void)
@@ -567,7 +567,7 @@ static void test_abort(void)
 	int hidden;
 
 	tmp_path(path, sizeof(path), "aborted.cryo");
-	CHECK(imgw_open(&w, path, 0) == 0, "open");
+	CHECK(imgw_open(&w, path, 0, 0) == 0, "open");
 	CHECK(imgw_section_aligned(w, CRYO_SEC_PAGES, 0, PAGE, 1, page, PAGE) == 0, "pages");
 	CHECK(dir_entries(&hidden) == 1 && hidden, "temp file exists");
 	imgw_abort(w);
@@ -575,7 +575,7 @@ static void test_abort(void)
 	imgw_abort(NULL);
 
 	/* misuse is refused before anything is written */
-	CHECK(imgw_open(&w, path, 0) == 0, "open");
+	CHECK(imgw_open(&w, path, 0, 0) == 0, "open");
 	CHECK(imgw_section(w, CRYO_SEC_PAGES, 0, PAGE, 1, page, PAGE) == CRYO_EINTERNAL,
 	      "unaligned pages");
 	CHECK(imgw_section(w, CRYO_SEC_FD, 0, 80, 2, page, 100) == CRYO_EINTERNAL, "bad shape");
@@ -604,7 +604,7 @@ static void test_write_errors(void)
 	lim = old;
 	lim.rlim_cur = 256 << 10;
 	CHECK(!setrlimit(RLIMIT_FSIZE, &lim), "setrlimit");
-	CHECK(imgw_open(&w, path, 0) == 0, "open");
+	CHECK(imgw_open(&w, path, 0, 0) == 0, "open");
 	ret = imgw_section(w, CRYO_SEC_BLOB, 1, 0, 0, big, big_len);
 	CHECK(ret == CRYO_EWRITE, "big write past the limit: %d", ret);
 	CHECK(strstr(last_log, ".full.cryo.tmp.") && strstr(last_log, strerror(EFBIG)),
@@ -617,7 +617,7 @@ static void test_write_errors(void)
 	for (rlim_t limit = 4096; limit < 40000; limit += 4000) {
 		lim.rlim_cur = limit;
 		CHECK(!setrlimit(RLIMIT_FSIZE, &lim), "setrlimit");
-		ret = imgw_open(&w, path, 0);
+		ret = imgw_open(&w, path, 0, 0);
 		CHECK(ret == 0, "open");
 		for (int i = 0; i < 30 && !ret; i++)
 			ret = imgw_section(w, CRYO_SEC_BLOB, i, 0, 0, big, 1000);
@@ -650,7 +650,7 @@ static void make_small_image(const char *path)
 	fds[1].fd = 2;
 	fds[1].path = 11;
 	fill_random(page, sizeof(page));
-	CHECK(imgw_open(&w, path, 7) == 0, "open");
+	CHECK(imgw_open(&w, path, 7, 0) == 0, "open");
 	CHECK(!imgw_section(w, CRYO_SEC_STRINGS, 0, 0, 0, strings, sizeof(strings)), "strings");
 	CHECK(!imgw_section(w, CRYO_SEC_FD, 1, sizeof(fds[0]), 2, fds, sizeof(fds)), "fds");
 	CHECK(!imgw_section(w, CRYO_SEC_BLOB, 1, 0, 0, "abc", 3), "blob");

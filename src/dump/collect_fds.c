@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -151,6 +152,98 @@ static int classify_proc(struct dump_ctx *c, struct cryo_img_fd *f, const struct
 	return 0;
 }
 
+#define EPOLL_PRIVATE_BITS (EPOLLWAKEUP | EPOLLONESHOT | EPOLLET | EPOLLEXCLUSIVE)
+
+/*
+ * Restore disarms a fired one-shot watch by firing it once more, which
+ * needs its file ready for some event: try it on a new description of it.
+ */
+static int ready_for_something(struct dump_ctx *c, int tfd)
+{
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT | EPOLLPRI | EPOLLRDHUP };
+	struct proc_fdinfo fi;
+	char path[64];
+	int fd, ep, ready = 0;
+
+	if (proc_read_fdinfo(c->pid, tfd, &fi))
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", c->pid, tfd);
+	fd = open(path, (fi.flags & O_ACCMODE) | O_NONBLOCK | O_CLOEXEC);
+	ep = epoll_create1(EPOLL_CLOEXEC);
+	if (fd >= 0 && ep >= 0 && epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) == 0)
+		ready = epoll_wait(ep, &ev, 1, 0) == 1;
+	if (fd >= 0)
+		close(fd);
+	if (ep >= 0)
+		close(ep);
+	return ready;
+}
+
+/*
+ * An epoll instance: its watches, from fdinfo ("tfd: N events: X data: Y").
+ * kcmp(KCMP_EPOLL_TFD) tells whether fd N still is the file watched (a
+ * watch outlives the closing of its fd while a dup of the file is open
+ * elsewhere): a watch on a file with no fd of its own cannot be re-added.
+ */
+static int collect_epoll(struct dump_ctx *c, struct cryo_img_fd *f)
+{
+	struct cryo_img_epoll_watch *w = NULL;
+	struct buf b = { 0 };
+	char *line, *save;
+	int n = 0, cap = 0, ret;
+
+	f->kind = CRYO_FD_EPOLL;
+	ret = read_proc(&b, "/proc/%d/fdinfo/%d", c->pid, f->fd);
+	if (ret)
+		return cryo_fail(CRYO_EINTERNAL, "process %d: fd %d (epoll): fdinfo: %s", c->pid,
+				 f->fd, strerror(-ret));
+	for (line = strtok_r(b.data, "\n", &save); line && !ret;
+	     line = strtok_r(NULL, "\n", &save)) {
+		struct { uint32_t efd, tfd, toff; } slot;
+		int tfd;
+		unsigned events;
+		unsigned long long data;
+
+		if (sscanf(line, "tfd: %d events: %x data: %llx", &tfd, &events, &data) != 3)
+			continue;
+		slot.efd = f->fd;
+		slot.tfd = tfd;
+		slot.toff = 0;
+		if (syscall(SYS_kcmp, c->pid, c->pid, KCMP_EPOLL_TFD, tfd, &slot) != 0) {
+			ret = cryo_fail(CRYO_EUNSUPP, "process %d: fd %d (epoll) watches a file that "
+					"fd %d no longer holds: not supported", c->pid, f->fd, tfd);
+			break;
+		}
+		if (n == cap) {
+			struct cryo_img_epoll_watch *p;
+
+			cap = cap ? 2 * cap : 16;
+			p = realloc(w, cap * sizeof(*w));
+			if (!p) {
+				ret = CRYO_EINTERNAL;
+				break;
+			}
+			w = p;
+		}
+		if (!(events & ~EPOLL_PRIVATE_BITS) && !ready_for_something(c, tfd)) {
+			ret = cryo_fail(CRYO_EUNSUPP, "process %d: fd %d (epoll) has a fired one-shot "
+					"watch on fd %d, which is ready for nothing: it could not be "
+					"restored disarmed", c->pid, f->fd, tfd);
+			break;
+		}
+		w[n].tfd = tfd;
+		w[n].events = events;
+		w[n].data = data;
+		n++;
+	}
+	buf_free(&b);
+	if (!ret && n)
+		ret = add_blob(c->tree, f, -1, n * sizeof(*w), (uint8_t *)w);
+	else
+		free(w);
+	return ret;
+}
+
 static int classify_fd(struct dump_ctx *c, int idx, struct stat *sbs, const char *path)
 {
 	struct cryo_img_fd *f = &c->fds[idx];
@@ -180,6 +273,8 @@ static int classify_fd(struct dump_ctx *c, int idx, struct stat *sbs, const char
 			return 0;
 		}
 	}
+	if (!strcmp(path, "anon_inode:[eventpoll]"))
+		return collect_epoll(c, f);
 	if (!strcmp(path, "anon_inode:[pidfd]")) {
 		struct proc_fdinfo fi;
 
@@ -465,6 +560,65 @@ static int resolve_proc_targets(struct dump_tree *t)
 	return 0;
 }
 
+static const struct fd_blob *find_blob(const struct dump_tree *t, uint64_t id)
+{
+	for (int i = 0; i < t->nr_blobs; i++)
+		if (t->blobs[i].id == id)
+			return &t->blobs[i];
+	return NULL;
+}
+
+/*
+ * An epoll instance is rebuilt in its process once every other fd is back:
+ * its watches must be on fds restored before it (not on task-naming fds,
+ * reopened later, nor on another epoll), and it must not be shared with
+ * another process (it could only name one process's fds).
+ */
+static int check_epolls(struct dump_tree *t)
+{
+	for (int p = 0; p < t->nr_procs; p++) {
+		struct dump_ctx *c = t->procs[p];
+
+		for (int i = 0; i < c->nr_fds; i++) {
+			const struct cryo_img_fd *f = &c->fds[i];
+			const struct fd_blob *b;
+
+			if (f->kind != CRYO_FD_EPOLL)
+				continue;
+			if (f->file_id)
+				return cryo_fail(CRYO_EUNSUPP, "process %d: fd %d (epoll) is shared with "
+						 "another process: not supported", c->pid, f->fd);
+			b = f->blob_id ? find_blob(t, f->blob_id) : NULL;
+			for (uint64_t k = 0; b && k < b->len / sizeof(struct cryo_img_epoll_watch);
+			     k++) {
+				const struct cryo_img_epoll_watch *w =
+					(const struct cryo_img_epoll_watch *)b->data + k;
+				const struct cryo_img_fd *g = NULL;
+
+				for (int j = 0; j < c->nr_fds; j++)
+					if (c->fds[j].fd == w->tfd)
+						g = &c->fds[j];
+				while (g && g->kind == CRYO_FD_DUP) {
+					const struct cryo_img_fd *orig = NULL;
+
+					for (int j = 0; j < c->nr_fds; j++)
+						if (c->fds[j].fd == g->dup_of)
+							orig = &c->fds[j];
+					g = orig;
+				}
+				if (!g || g->kind == CRYO_FD_EPOLL || g->kind == CRYO_FD_PROC ||
+				    g->kind == CRYO_FD_PIDFD)
+					return cryo_fail(CRYO_EUNSUPP, "process %d: fd %d (epoll) watches "
+							 "fd %d, %s: not supported", c->pid, f->fd,
+							 w->tfd, !g ? "which is not saved" :
+							 g->kind == CRYO_FD_EPOLL ? "another epoll" :
+							 "which names a task");
+			}
+		}
+	}
+	return 0;
+}
+
 int resolve_shared_fds(struct dump_tree *t)
 {
 	int ret = resolve_pipes(t);
@@ -473,5 +627,7 @@ int resolve_shared_fds(struct dump_tree *t)
 		ret = resolve_proc_targets(t);
 	if (!ret)
 		ret = resolve_shared_files(t);
+	if (!ret)
+		ret = check_epolls(t);
 	return ret;
 }

@@ -327,7 +327,15 @@ enum cryo_fd_kind {
 	CRYO_FD_MEMFD,			/* memfd: the SHMEM object `shmem` */
 	CRYO_FD_FIFO,			/* named FIFO, every opener in the image (pipe_ino) */
 	CRYO_FD_EXTERNAL,		/* pipe or FIFO leading outside (checkpoint --external) */
+	CRYO_FD_EPOLL,			/* epoll instance: its watches in blob_id */
 };
+
+/* One watch of an epoll instance (the BLOB of a CRYO_FD_EPOLL descriptor). */
+struct cryo_img_epoll_watch {
+	int32_t tfd;			/* the watched fd, in the same process */
+	uint32_t events;		/* as registered (EPOLLET, EPOLLONESHOT...) */
+	uint64_t data;
+} __attribute__((packed));
 
 /* Where the task named by a CRYO_FD_PROC / CRYO_FD_PIDFD descriptor is. */
 enum cryo_proc_target {

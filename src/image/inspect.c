@@ -378,7 +378,7 @@ static const char *const vma_flag_names[] = {
 
 static const char *const fd_kind_names[] = {
 	NULL, "reg", "dir", "chr", "deleted", "pipe", "dup", "inherit", "proc", "pidfd", "memfd",
-	"fifo", "external",
+	"fifo", "external", "epoll",
 };
 
 static const char *const shmem_kind_names[] = { "anonymous", "memfd", "sysv" };

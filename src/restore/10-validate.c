@@ -246,6 +246,64 @@ static int validate_proc_target(struct restore_ctx *r, struct restore_proc *p,
 	}
 }
 
+/* The kind of fd `fd` of p, through dups; 0 if p has no such fd. */
+static uint32_t fd_kind_of(const struct restore_proc *p, int fd)
+{
+	for (int hops = 0; hops < 2; hops++)	/* a dup never names a dup */
+		for (uint32_t i = 0; i < p->nr_fds; i++) {
+			if (p->fds[i].fd != fd)
+				continue;
+			if (p->fds[i].kind != CRYO_FD_DUP)
+				return p->fds[i].kind;
+			fd = p->fds[i].dup_of;
+			break;
+		}
+	return 0;
+}
+
+/*
+ * An epoll fd is rebuilt after every other fd of its process: each watch
+ * must name one of them (not a task-naming fd, reopened later, nor an epoll).
+ */
+static int validate_epoll(struct restore_ctx *r, struct restore_proc *p,
+			  const struct cryo_img_fd *f)
+{
+	struct cryo_img_epoll_watch *w;
+	uint64_t len;
+	long i;
+
+	if (f->file_id)
+		return bad(r, "fd %d of task %d: epoll shared with another process", f->fd,
+			   p->task.pid);
+	if (!f->blob_id)
+		return 0;
+	i = imgr_find(r->img, CRYO_SEC_BLOB, f->blob_id, 0, 0);
+	if (i < 0)
+		return bad(r, "fd %d: epoll watches (blob %llu) missing", f->fd,
+			   (unsigned long long)f->blob_id);
+	w = imgr_load_blob(r->img, i, &len);
+	if (!w)
+		return CRYO_EIMAGE;
+	if (len % sizeof(*w) || len / sizeof(*w) > MAX_EPOLL_WATCHES) {
+		free(w);
+		return bad(r, "fd %d: epoll watch list of %llu bytes", f->fd,
+			   (unsigned long long)len);
+	}
+	for (uint64_t k = 0; k < len / sizeof(*w); k++) {
+		uint32_t kind = fd_kind_of(p, w[k].tfd);
+
+		if (!kind || kind == CRYO_FD_EPOLL || kind == CRYO_FD_PROC || kind == CRYO_FD_PIDFD) {
+			int tfd = w[k].tfd;
+
+			free(w);
+			return bad(r, "fd %d of task %d: epoll watch on fd %d, which is not an "
+				   "fd it can watch", f->fd, p->task.pid, tfd);
+		}
+	}
+	free(w);
+	return 0;
+}
+
 static int validate_fds(struct restore_ctx *r, struct restore_proc *p)
 {
 	for (uint32_t i = 0; i < p->nr_fds; i++) {
@@ -275,6 +333,12 @@ static int validate_fds(struct restore_ctx *r, struct restore_proc *p)
 			if (path[0] != '/')
 				return bad(r, "fd %d: named FIFO path %s is not absolute", f->fd, path);
 			break;
+		case CRYO_FD_EPOLL: {
+			int ret = validate_epoll(r, p, f);
+			if (ret)
+				return ret;
+			break;
+		}
 		case CRYO_FD_EXTERNAL: {
 			int given = 0;
 

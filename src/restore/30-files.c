@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -440,6 +441,75 @@ int restore_shared_files(struct restore_ctx *r)
 	return ret;
 }
 
+/* Flags epoll keeps in a disarmed watch, and the events that make a watch fire. */
+#define EPOLL_PRIVATE_BITS (EPOLLWAKEUP | EPOLLONESHOT | EPOLLET | EPOLLEXCLUSIVE)
+#define EPOLL_ANY_EVENT (EPOLLIN | EPOLLOUT | EPOLLPRI | EPOLLRDHUP | EPOLLRDNORM | EPOLLWRNORM)
+
+/* A new epoll instance with the watches it had, on the fds restored before it. */
+static int restore_epoll(struct restore_ctx *r, const struct cryo_img_fd *f)
+{
+	struct cryo_img_epoll_watch *w = NULL;
+	uint64_t len = 0;
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+
+	if (ep < 0)
+		return fail_fd(r, f, "epoll_create1");
+	if (f->blob_id) {
+		long i = imgr_find(r->img, CRYO_SEC_BLOB, f->blob_id, 0, 0);
+
+		/* phase 10 checked it (a single section); read through our own image fd */
+		len = i < 0 ? 0 : imgr_section(r->img, i)->length;
+		w = len && len % sizeof(*w) == 0 && len / sizeof(*w) <= MAX_EPOLL_WATCHES ?
+			    malloc(len) : NULL;
+		if (!w || pread_full(r->img_fd, w, len, imgr_payload_offset(r->img, i))) {
+			free(w);
+			close(ep);
+			errno = EINVAL;
+			return fail_fd(r, f, "reading its watch list");
+		}
+	}
+	/*
+	 * A one-shot watch that fired is disarmed (no events left, not even
+	 * EPOLLERR|EPOLLHUP, which EPOLL_CTL_ADD always sets): added first,
+	 * ready for anything, and fired once more it is disarmed again. The
+	 * checkpoint made sure each of these fds is ready for something.
+	 */
+	int ret = 0, disarmed = 0;
+
+	for (int pass = 0; pass < 2 && !ret; pass++) {
+		for (uint64_t k = 0; k < len / sizeof(*w) && !ret; k++) {
+			int off = (w[k].events & ~EPOLL_PRIVATE_BITS) == 0;
+			struct epoll_event ev = { .events = w[k].events, .data.u64 = w[k].data };
+
+			if (off != !pass)
+				continue;
+			if (off) {
+				ev.events |= EPOLL_ANY_EVENT;
+				disarmed++;
+			}
+			if (epoll_ctl(ep, EPOLL_CTL_ADD, w[k].tfd, &ev) < 0)
+				ret = fail_fd(r, f, "re-adding a watch (epoll_ctl)");
+		}
+		if (!pass && disarmed && !ret) {
+			struct epoll_event fired[64];
+			int n = 0, got;
+
+			while ((got = epoll_wait(ep, fired, 64, 0)) > 0)
+				n += got;
+			if (n != disarmed) {
+				errno = EAGAIN;
+				ret = fail_fd(r, f, "disarming its fired one-shot watches");
+			}
+		}
+	}
+	free(w);
+	if (ret) {
+		close(ep);
+		return ret;
+	}
+	return ep;
+}
+
 static int restore_one(struct restore_ctx *r, uint32_t i)
 {
 	struct restore_proc *p = r->me;
@@ -470,6 +540,9 @@ static int restore_one(struct restore_ctx *r, uint32_t i)
 		if (fd >= 0 && f->kind == CRYO_FD_MEMFD &&
 		    fcntl(fd, F_SETFL, f->flags & SETFL_FLAGS) < 0)
 			fd = fail_fd(r, f, "fcntl(F_SETFL)");
+		break;
+	case CRYO_FD_EPOLL:
+		fd = restore_epoll(r, f);
 		break;
 	case CRYO_FD_DUP:
 		fd = fcntl(f->dup_of, F_DUPFD_CLOEXEC, 0);
@@ -516,6 +589,15 @@ static int close_others(struct restore_ctx *r)
 	return 0;
 }
 
+static int is_epoll(const struct restore_proc *p, const struct cryo_img_fd *f)
+{
+	if (f->kind == CRYO_FD_DUP)
+		for (uint32_t i = 0; i < p->nr_fds; i++)
+			if (p->fds[i].fd == f->dup_of)
+				return p->fds[i].kind == CRYO_FD_EPOLL;
+	return f->kind == CRYO_FD_EPOLL;
+}
+
 int restore_files(struct restore_ctx *r)
 {
 	struct restore_proc *p = r->me;
@@ -529,11 +611,15 @@ int restore_files(struct restore_ctx *r)
 	for (uint32_t i = 0; i < p->nr_fds; i++)
 		if (p->fds[i].kind != CRYO_FD_INHERIT || p->fds[i].fd >= STDIO_FDS)
 			close(p->fds[i].fd);
-	for (uint32_t i = 0; i < p->nr_fds; i++) {
-		ret = restore_one(r, i);
-		if (ret)
-			return ret;
-	}
+	/* epoll instances (and dups of them) last: their watches name other fds */
+	for (int epolls = 0; epolls < 2; epolls++)
+		for (uint32_t i = 0; i < p->nr_fds; i++) {
+			if (is_epoll(p, &p->fds[i]) != epolls)
+				continue;
+			ret = restore_one(r, i);
+			if (ret)
+				return ret;
+		}
 	ret = close_others(r);
 	if (ret)
 		return ret;

@@ -34,6 +34,8 @@
 #define F_SEAL_EXEC 0x0020	/* Linux 6.3; older libc headers lack it */
 #endif
 
+#define MAX_EPOLL_WATCHES (1u << 20)
+
 struct restore_vma {
 	struct cryo_img_vma img;
 	const char *name;

@@ -7,6 +7,7 @@
  * by reference; the kernel's own areas ([vdso], [vvar]...) never.
  */
 #include <errno.h>
+#include <linux/magic.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #include <sys/mman.h>
 #include <sys/shm.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include "dump/dump.h"
@@ -345,8 +347,41 @@ static int describe_sysv(struct dump_shmem *o)
 	return 0;
 }
 
+/*
+ * A deleted file (not on tmpfs) comes back as one copy per process: fine
+ * for one process, but two processes sharing it would no longer see each
+ * other's writes. Refuse that.
+ */
+static int check_deleted_shared(struct dump_tree *t)
+{
+	for (int p = 0; p < t->nr_procs; p++)
+		for (int i = 0; i < t->procs[p]->nr_vmas; i++) {
+			const struct cryo_img_vma *v = &t->procs[p]->img_vmas[i];
+
+			if (!(v->flags & CRYO_VMA_DELETED) || v->kind != CRYO_VMA_FILE_SHARED)
+				continue;
+			for (int q = p + 1; q < t->nr_procs; q++)
+				for (int j = 0; j < t->procs[q]->nr_vmas; j++) {
+					const struct cryo_img_vma *w = &t->procs[q]->img_vmas[j];
+
+					if ((w->flags & CRYO_VMA_DELETED) && w->ino == v->ino &&
+					    w->dev_major == v->dev_major && w->dev_minor == v->dev_minor)
+						return cryo_fail(CRYO_EUNSUPP, "deleted file %s is mapped "
+								 "shared by processes %d and %d: not "
+								 "supported (only on tmpfs)",
+								 t->procs[p]->vmas[i].path,
+								 t->procs[p]->pid, t->procs[q]->pid);
+				}
+		}
+	return 0;
+}
+
 int collect_shmem(struct dump_tree *t)
 {
+	int ret0 = check_deleted_shared(t);
+
+	if (ret0)
+		return ret0;
 	for (int p = 0; p < t->nr_procs; p++) {
 		struct dump_ctx *c = t->procs[p];
 
@@ -361,7 +396,15 @@ int collect_shmem(struct dump_tree *t)
 			if (k < 0)
 				return k;
 			t->shmems[k].mapped = 1;
-			if (!strncmp(c->vmas[i].path, "/SYSV", 5)) {
+			if (c->vmas[i].path[0] == '/' && ends_with(c->vmas[i].path, deleted_suffix) &&
+			    strncmp(c->vmas[i].path, "/SYSV", 5) &&
+			    strncmp(c->vmas[i].path, memfd_prefix, strlen(memfd_prefix)) &&
+			    strcmp(c->vmas[i].path, "/dev/zero (deleted)")) {
+				t->shmems[k].img.kind = CRYO_SHMEM_DELETED;
+				t->shmems[k].img.name = strtab_add(&t->strings, c->vmas[i].path);
+				if (t->shmems[k].img.name == (cryo_str_t)-1)
+					return CRYO_EINTERNAL;
+			} else if (!strncmp(c->vmas[i].path, "/SYSV", 5)) {
 				t->shmems[k].img.kind = CRYO_SHMEM_SYSV;
 				t->shmems[k].img.sysv_key = strtoul(c->vmas[i].path + 5, NULL, 16);
 			} else if (!strncmp(c->vmas[i].path, memfd_prefix, strlen(memfd_prefix)) &&
@@ -401,6 +444,10 @@ int collect_shmem(struct dump_tree *t)
 			ret = describe_sysv(o);
 			if (ret)
 				return ret;
+		}
+		if (o->img.kind == CRYO_SHMEM_DELETED) {
+			o->img.mode = sb.st_mode & 07777;
+			o->img.file_size = sb.st_size;
 		}
 		ret = scan_object(o);
 		if (ret)
@@ -479,6 +526,17 @@ static int classify_file(struct dump_ctx *c, const struct proc_vma *pv, struct c
  * whole content goes into the image once (areas of the same file share the
  * blob), read through the mapping's map_files link.
  */
+/* Is the file an area maps on tmpfs (shmem: /dev/shm, /tmp on tmpfs...)? */
+static int on_tmpfs(struct dump_ctx *c, const struct proc_vma *pv)
+{
+	char link[96];
+	struct statfs fs;
+
+	snprintf(link, sizeof(link), "/proc/%d/map_files/%lx-%lx", c->pid,
+		 (unsigned long)pv->start, (unsigned long)pv->end);
+	return statfs(link, &fs) == 0 && fs.f_type == TMPFS_MAGIC;
+}
+
 static int classify_deleted(struct dump_ctx *c, const struct proc_vma *pv, struct cryo_img_vma *v)
 {
 	char link[96];
@@ -573,6 +631,9 @@ static int classify(struct dump_ctx *c, const struct proc_vma *pv, struct cryo_i
 		v->kind = pv->shared ? CRYO_VMA_ANON_SHARED : CRYO_VMA_ANON_PRIVATE;
 	} else if (!strncmp(p, "[anon_shmem:", 12) ||
 		   (pv->shared && !strcmp(p, "/dev/zero (deleted)"))) {
+		v->kind = CRYO_VMA_ANON_SHARED;
+	} else if (p[0] == '/' && ends_with(p, deleted_suffix) && pv->shared && on_tmpfs(c, pv)) {
+		/* shared by whoever maps it: one object, like shared anonymous memory */
 		v->kind = CRYO_VMA_ANON_SHARED;
 	} else if (p[0] == '/' && ends_with(p, deleted_suffix) && strncmp(p, "/memfd:", 7) &&
 		   strncmp(p, "/SYSV", 5) && strncmp(p, "/dev/", 5)) {

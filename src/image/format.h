@@ -258,6 +258,7 @@ enum cryo_shmem_kind {
 	CRYO_SHMEM_ANON = 0,		/* MAP_SHARED|MAP_ANONYMOUS, /dev/zero */
 	CRYO_SHMEM_MEMFD = 1,		/* memfd_create(): name, seals, mode, exact size */
 	CRYO_SHMEM_SYSV = 2,		/* System V segment: key, id, mode, owner, size */
+	CRYO_SHMEM_DELETED = 3,		/* tmpfs file deleted while mapped shared: path, mode */
 };
 
 enum cryo_sysv_flags {
@@ -271,9 +272,10 @@ struct cryo_img_shmem {
 	uint64_t nr_pages_dumped;
 	uint32_t kind;			/* enum cryo_shmem_kind */
 	uint32_t seals;			/* MEMFD: F_GET_SEALS */
-	cryo_str_t name;		/* MEMFD: as given to memfd_create() */
-	uint32_t mode;			/* MEMFD, SYSV: permission bits */
-	uint64_t file_size;		/* MEMFD: st_size; SYSV: segment size (<= size) */
+	cryo_str_t name;		/* MEMFD: as given to memfd_create(); DELETED: path
+					 * as the maps show it ("... (deleted)") */
+	uint32_t mode;			/* MEMFD, SYSV, DELETED: permission bits */
+	uint64_t file_size;		/* MEMFD, DELETED: st_size; SYSV: segment size (<= size) */
 	int32_t sysv_key;		/* SYSV: key it was created with (as maps shows it) */
 	int32_t sysv_id;		/* SYSV: shmid */
 	uint32_t sysv_uid, sysv_gid;	/* SYSV: owner */

@@ -381,7 +381,7 @@ static const char *const fd_kind_names[] = {
 	"fifo", "external", "epoll",
 };
 
-static const char *const shmem_kind_names[] = { "anonymous", "memfd", "sysv" };
+static const char *const shmem_kind_names[] = { "anonymous", "memfd", "sysv", "deleted" };
 
 static const char *const proc_target_names[] = { NULL, "image", "outside", "dead" };
 
@@ -731,7 +731,7 @@ static void print_shmem(struct inspect *in, const struct cryo_img_shmem *s)
 	o_word(o, "kind", name_of(shmem_kind_names, ARRAY_SIZE(shmem_kind_names), s->kind));
 	o_u64(o, "size", s->size);
 	o_u64(o, "nr_pages_dumped", s->nr_pages_dumped);
-	if (s->kind == CRYO_SHMEM_MEMFD || o->json) {
+	if (s->kind == CRYO_SHMEM_MEMFD || s->kind == CRYO_SHMEM_DELETED || o->json) {
 		o_str(o, "name", imgr_str(in->r, s->name));
 		o_u64(o, "file_size", s->file_size);
 		o_oct(o, "mode", s->mode);

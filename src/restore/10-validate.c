@@ -925,6 +925,17 @@ static int validate_shmems(struct restore_ctx *r)
 				return bad(r, "SysV segment object %u: bad id, mode, size or flags",
 					   k);
 			}
+		} else if (tab[k].kind == CRYO_SHMEM_DELETED) {
+			const char *name = str_or_bad(r, tab[k].name, "deleted file name");
+			size_t n = name ? strlen(name) : 0;
+
+			r->shmems[k].memfd_name = name;
+			if (!name || name[0] != '/' || n <= 10 || strcmp(name + n - 10, " (deleted)") ||
+			    tab[k].mode > 07777 || tab[k].file_size > tab[k].size) {
+				free(tab);
+				return name ? bad(r, "deleted shared file object %u: bad name, mode "
+						  "or size", k) : CRYO_EIMAGE;
+			}
 		} else if (tab[k].kind != CRYO_SHMEM_ANON) {
 			free(tab);
 			return bad(r, "shared memory object %u: unknown kind %u", k,

@@ -998,6 +998,25 @@ static int make_memfd(struct restore_ctx *r, struct restore_shmem *o)
 }
 
 /*
+ * A tmpfs file deleted while mapped shared: made again under its old name
+ * (which the maps show with " (deleted)"), opened and unlinked at once, as
+ * for any deleted file; then staged and filled like the other objects.
+ */
+static int make_deleted(struct restore_ctx *r, struct restore_shmem *o)
+{
+	int fd = restore_recreate_deleted(r, r->procs[0].root_path, o->memfd_name, o->img.mode, 0,
+					  O_RDWR, "shared memory file");
+
+	if (fd < 0)
+		return fd;
+	o->fd = restore_move_fd(fd, r->park_base);
+	if (o->fd < 0 || ftruncate(o->fd, o->area.img.end) < 0)
+		return cryo_fail(CRYO_ERESTORE, "restore: %s: setting it up: %s", o->memfd_name,
+				 strerror(errno));
+	return 0;
+}
+
+/*
  * Exact size, then the seals. A memfd nothing maps loses its staging
  * mapping first (a writable mapping would forbid F_SEAL_WRITE); a
  * placeholder keeps the range reserved, the staging area stays one piece.
@@ -1050,8 +1069,8 @@ int restore_shared_memory(struct restore_ctx *r)
 		struct restore_vma *v = &o->area;
 		void *p;
 
-		if (o->img.kind == CRYO_SHMEM_MEMFD) {
-			ret = make_memfd(r, o);
+		if (o->img.kind == CRYO_SHMEM_MEMFD || o->img.kind == CRYO_SHMEM_DELETED) {
+			ret = o->img.kind == CRYO_SHMEM_MEMFD ? make_memfd(r, o) : make_deleted(r, o);
 			if (ret)
 				return ret;
 		}
@@ -1075,6 +1094,9 @@ int restore_shared_memory(struct restore_ctx *r)
 		ret = fill_pages(r, v, 1);
 		if (!ret && o->img.kind == CRYO_SHMEM_MEMFD)
 			ret = finish_memfd(r, o, p);
+		if (!ret && o->img.kind == CRYO_SHMEM_DELETED && ftruncate(o->fd, o->img.file_size))
+			ret = cryo_fail(CRYO_ERESTORE, "restore: %s: ftruncate: %s", o->memfd_name,
+					strerror(errno));
 		if (ret)
 			return ret;
 		cursor += v->img.end + PAGE_SIZE_BYTES;

@@ -20,6 +20,7 @@
 
 #include "dump/dump.h"
 #include "image/codec.h"
+#include "kernel/creds.h"
 #include "util/util.h"
 
 #define BLOB_CHUNK_BYTES (8ul << 20)
@@ -411,6 +412,9 @@ int cryo_checkpoint(const struct cryo_checkpoint_opts *opts)
 
 	if (opts->pid <= 0)
 		return cryo_fail(CRYO_EUSAGE, "invalid PID %d", opts->pid);
+	ret = creds_init();
+	if (ret)
+		return ret;
 	if (proc_task_state(opts->pid) && proc_tgid(opts->pid) != opts->pid)
 		return cryo_fail(CRYO_EUNSUPP, "%d is a thread of process %d: give the process ID",
 				 opts->pid, proc_tgid(opts->pid));

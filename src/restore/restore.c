@@ -10,6 +10,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "kernel/creds.h"
 #include "restore/restore.h"
 #include "util/util.h"
 
@@ -93,7 +94,9 @@ int cryo_restore(const struct cryo_restore_opts *opts, pid_t *pid_out)
 	r.opts = opts;
 	for (int i = 0; i < 2; i++)
 		r.go_pipe[i] = r.barrier_pipe[i] = r.report_pipe[i] = r.helper_pipe[i] = -1;
-	ret = restore_validate(&r);
+	ret = creds_init();
+	if (!ret)
+		ret = restore_validate(&r);
 	if (ret)
 		goto out;
 	r.img_fd = imgr_fd(r.img);

@@ -121,6 +121,8 @@ int restore_fd_is_late(const struct restore_proc *p, const struct cryo_img_fd *f
 int restore_is_proc_path(const char *path);
 
 int restore_validate(struct restore_ctx *r);
+/* Phase 10 alone, on opts->image: everything it checks, no task created (fuzzing). */
+int restore_validate_only(const struct cryo_restore_opts *opts);
 int restore_create_tree(struct restore_ctx *r);
 void restore_end_helpers(struct restore_ctx *r);
 /* Runs in each process being restored; never returns (exits on failure). */

@@ -28,8 +28,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "kernel/proc.h"
 #include "kernel/creds.h"
+#include "kernel/proc.h"
 #include "restore/restore.h"
 #include "util/util.h"
 

@@ -7,8 +7,9 @@
 # Targets (tests/fuzz/fuzz_*.c): image (the image reader), validate (restore
 # phase 10, the validator), inspect (cryo inspect, text and JSON). Seeds:
 # tests/fuzz/tiny.c (a libc-free process tree: a few pages) checkpointed
-# plain, lz4 and zstd, each in both input modes (fuzz_common.h), plus the
-# regression inputs of tests/fuzz/regress/ (run first, one by one).
+# plain, lz4 and zstd, and the test programs threads, shmem and procfds
+# (zstd), each in both input modes (fuzz_common.h); the regression inputs of
+# tests/fuzz/regress/ run first, one by one.
 # Prints, per target, the number of inputs executed ("executed N"), and a
 # total.
 set -eu
@@ -63,6 +64,24 @@ tiny_pid=""
 for img in plain lz4 zstd; do
 	for mode in 0 1; do
 		{ printf "\\x0$mode"; cat "$work/$img.cryo"; } >"$seeds/tiny-$img-$mode"
+	done
+done
+# richer state for the validator: threads, shared memory, /proc and pidfd
+# descriptors (test programs, zstd: ~50-60 KB each); skipped if one fails
+for prog in threads shmem procfds; do
+	[ -x "build/tests/$prog" ] || continue
+	mkdir -p "$work/$prog"
+	(cd "$work/$prog" && TEST_DIR=$work/$prog exec setsid "$OLDPWD/build/tests/$prog" \
+		>out 2>&1 </dev/null 3>&- 251>&- 255>&-) &
+	pid=$!
+	disown "$pid"
+	for _ in $(seq 100); do grep -qs READY "$work/$prog/out" && break; sleep 0.1; done
+	if ! build/cryo checkpoint "$pid" -o "$work/$prog.cryo" --compress=zstd:19 --kill >/dev/null; then
+		[ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$prog" ] && kill -9 "$pid"
+		continue
+	fi
+	for mode in 0 1; do
+		{ printf "\\x0$mode"; cat "$work/$prog.cryo"; } >"$seeds/$prog-$mode"
 	done
 done
 max_len=$(( $(stat -c %s "$seeds"/* | sort -n | tail -n 1) + 4096 ))

@@ -17,6 +17,7 @@
 #   env          the privileged copy ignores CRYO_FAULT (secure_getenv)
 #   root-target  checkpoint of a root process: 68, one line naming the
 #                process, no file created, the target running untouched
+#   other-target the same for a process of another user (nobody)
 #   suid-target  the same for the user's own setuid-root program
 #   root-image   restore of an image root made (chmod'ed readable): 68
 #   forged-*     the user's own image rewritten to claim uid 0, root's
@@ -241,6 +242,25 @@ chk_root_target() {
 	verdict "$rdir" "$pid"
 }
 
+# another user's process (nobody's): refused as well
+chk_other_target() {
+	local dir=$WORK/u/ot odir=$WORK/root/ot pid nobody
+	nobody=$(id -u nobody 2>/dev/null) || { WHY="no user nobody"; return 2; }
+	mkdir -p "$odir" && chown nobody "$odir" && chmod 755 "$WORK/root" &&
+		as_user mkdir -p "$dir" || { WHY="mkdir"; return 1; }
+	start_prog "$odir" setpriv --reuid=nobody --regid="$(id -g nobody)" --clear-groups -- \
+		"$WORK/bin/sys_pause"
+	pid=$STARTED_PID
+	track_pid "$pid" sys_pause
+	wait_line "$odir/out" '^READY$' "$WAIT_TIMEOUT" "$pid" || { WHY="no READY"; return 1; }
+	ucryo "ref.$pid" checkpoint "$pid" -o "$dir/img"
+	want_refusal "process $pid: .*uid $nobody" "the process and uid $nobody" || return 1
+	[ -z "$(ls -A "$dir")" ] || { WHY="left in the output directory: $(ls -A "$dir" | tr '\n' ' ')"; return 1; }
+	WHY=$(proc_free_running "$pid") || return 1
+	chmod 700 "$WORK/root"
+	verdict "$odir" "$pid"
+}
+
 chk_suid_target() {
 	local dir=$WORK/u/st pid
 	as_user mkdir -p "$dir" || { WHY="mkdir"; return 1; }
@@ -317,6 +337,7 @@ done
 check "mode: new, overwritten and temporary images are 0600" chk_mode
 check "env: the privileged cryo ignores CRYO_FAULT" chk_env
 check "root-target: a root process is refused (68), untouched" chk_root_target
+check "other-target: another user's process is refused (68), untouched" chk_other_target
 check "suid-target: a setuid-root process is refused (68), untouched" chk_suid_target
 check "root-image: an image made by root is refused (68)" chk_root_image
 check "forged-uid: an image claiming uid 0 is refused (68)" \

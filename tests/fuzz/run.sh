@@ -3,6 +3,7 @@
 # each for a bounded time. Fails on any crash, hang, leak or sanitizer report.
 #   tests/fuzz/run.sh [SECONDS_PER_TARGET]        (default 100)
 #   FUZZ_TARGETS="image validate inspect"         which targets (default all)
+#   FUZZ_FLAGS=-use_value_profile=1               more libFuzzer options
 #
 # Targets (tests/fuzz/fuzz_*.c): image (the image reader), validate (restore
 # phase 10, the validator), inspect (cryo inspect, text and JSON). Seeds:
@@ -16,6 +17,7 @@ set -eu
 cd "$(dirname "$0")/../.."
 SECONDS_TO_RUN=${1:-100}
 TARGETS=${FUZZ_TARGETS:-"image validate inspect"}
+FUZZ_FLAGS=${FUZZ_FLAGS:-}	# more libFuzzer options, e.g. -use_value_profile=1
 OUT=build/fuzz
 CFLAGS="-std=gnu11 -g -O1 -D_GNU_SOURCE -Iinclude -Isrc -fno-omit-frame-pointer"
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
@@ -103,7 +105,7 @@ for t in $TARGETS; do
 	fi
 	log=$work/fuzz-$t.log
 	(cd "$work" && "$OLDPWD/$OUT/fuzz_$t" -max_len="$max_len" -max_total_time="$SECONDS_TO_RUN" \
-		-timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+		-timeout=10 -rss_limit_mb=2048 -print_final_stats=1 $FUZZ_FLAGS \
 		-artifact_prefix="$work/$t-" "$corpus") >"$log" 2>&1 || true
 	n=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
 	echo "fuzz $t: executed ${n:-0} inputs in ${SECONDS_TO_RUN}s, corpus $(ls "$corpus" | wc -l)"

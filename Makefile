@@ -79,13 +79,14 @@ deps:
 test: deps all
 	tests/run.sh
 	$(MAKE) test-san
-	tests/fuzz/run.sh 60
+	tests/fuzz/run.sh 100
 
 test-san: deps
 	$(MAKE) SAN=1 all
 	CRYO=build-san/cryo TESTBIN=build-san/tests tests/run.sh --quick
 
-# libFuzzer on the image reader and cryo inspect, seeded with real images.
+# libFuzzer on the image reader, the restore validator (phase 10) and cryo
+# inspect, seeded with small real images; FUZZ_SECONDS per target.
 fuzz: deps all
 	tests/fuzz/run.sh $(or $(FUZZ_SECONDS),300)
 

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Install the Debian packages cryo needs to build and test, only if missing.
 set -e
-PKGS="gcc make binutils libc6-dev libzstd-dev liblz4-dev python3 bash coreutils procps clang libclang-rt-14-dev"
+PKGS="gcc make binutils libc6-dev libzstd-dev liblz4-dev python3 bash coreutils procps clang libclang-rt-14-dev libcap2-bin passwd"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

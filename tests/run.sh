@@ -12,7 +12,8 @@
 #       twice       checkpoint --kill, restore, checkpoint --kill again,
 #                   restore again, compare with the original, SIGTERM, verdict
 #       compressed  like kill with --compress (skipped if cryo lacks it)
-#   - tests/errors.sh (error paths), each of its checks counted.
+#   - tests/errors.sh (error paths), each of its checks counted; so are
+#     tests/robust.sh, tests/perms.sh (an unprivileged user) and tests/scenarios.sh.
 #
 # Test program protocol: started in its own session with cwd = a fresh
 # directory (exported as TEST_DIR), stdin /dev/null, stdout+stderr appended
@@ -441,6 +442,7 @@ run_errors_case() {
 		echo "not ok - errors.sh: did not end with its totals"
 	fi
 	log=$RUN_DIR/robust.log; : >"$log"; echo "# robust.sh"; bash "$TESTS_DIR/robust.sh" >"$log" 2>&1 & ep=$!; track_pid "$ep" bash TERM; tail -n +1 -f --pid="$ep" "$log" | sed -u 's/^/  /'; wait "$ep"; if [[ $(tail -n 1 "$log") =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed(,\ ([0-9]+)\ skipped)?$ ]]; then p=$((p + BASH_REMATCH[1])) f=$((f + BASH_REMATCH[2])) s=$((s + ${BASH_REMATCH[4]:-0})); else echo "not ok - robust.sh: did not end with its totals"; f=$((f + 1)); fi	# tests/robust.sh, counted like errors.sh
+	log=$RUN_DIR/perms.log; : >"$log"; echo "# perms.sh"; bash "$TESTS_DIR/perms.sh" >"$log" 2>&1 & ep=$!; track_pid "$ep" bash TERM; tail -n +1 -f --pid="$ep" "$log" | sed -u 's/^/  /'; wait "$ep"; if [[ $(tail -n 1 "$log") =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed(,\ ([0-9]+)\ skipped)?$ ]]; then p=$((p + BASH_REMATCH[1])) f=$((f + BASH_REMATCH[2])) s=$((s + ${BASH_REMATCH[4]:-0})); else echo "not ok - perms.sh: did not end with its totals"; f=$((f + 1)); fi	# tests/perms.sh, counted like errors.sh
 	log=$RUN_DIR/scenarios.log; : >"$log"; echo "# scenarios.sh"; bash "$TESTS_DIR/scenarios.sh" >"$log" 2>&1 & ep=$!; track_pid "$ep" bash TERM; tail -n +1 -f --pid="$ep" "$log" | sed -u 's/^/  /'; wait "$ep"; if [[ $(tail -n 1 "$log") =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed(,\ ([0-9]+)\ skipped)?$ ]]; then p=$((p + BASH_REMATCH[1])) f=$((f + BASH_REMATCH[2])) s=$((s + ${BASH_REMATCH[4]:-0})); else echo "not ok - scenarios.sh: did not end with its totals"; f=$((f + 1)); fi	# tests/scenarios.sh, counted like errors.sh
 	echo "$p $f $s" >"$res"
 }

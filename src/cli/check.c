@@ -24,7 +24,7 @@ int cmd_check(int argc, char **argv)
 		fputs(usage, stderr);
 		return 64;
 	}
-	if (getenv("CRYO_FAULT") && !strcmp(getenv("CRYO_FAULT"), "list")) {
+	if (secure_getenv("CRYO_FAULT") && !strcmp(secure_getenv("CRYO_FAULT"), "list")) {
 		fault_list(stdout);
 		return 0;
 	}

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "kernel/creds.h"
 #include "cryo.h"
 
 static const char usage[] =
@@ -36,6 +37,7 @@ int cli_exit_code(int status)
 
 int main(int argc, char **argv)
 {
+	int ret;
 	static const struct {
 		const char *name;
 		int (*fn)(int, char **);
@@ -58,9 +60,13 @@ int main(int argc, char **argv)
 		printf("cryo %s\n", CRYO_VERSION);
 		return 0;
 	}
-	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
-		if (!strcmp(argv[1], cmds[i].name))
-			return cmds[i].fn(argc - 1, argv + 1);
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		if (strcmp(argv[1], cmds[i].name))
+			continue;
+		/* before any file is opened: a restricted cryo uses the caller's rights */
+		ret = creds_init();
+		return ret ? cli_exit_code(ret) : cmds[i].fn(argc - 1, argv + 1);
+	}
 	fprintf(stderr, "cryo: unknown command '%s'\n\n%s", argv[1], usage);
 	return cli_exit_code(CRYO_EUSAGE);
 }

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "dump/dump.h"
+#include "kernel/creds.h"
 #include "util/util.h"
 
 #define CRYO_PTRACE_GET_RSEQ_CONFIGURATION 0x420f
@@ -540,6 +541,30 @@ static int collect_ids_and_creds(struct dump_ctx *c)
 	return 0;
 }
 
+/*
+ * Frozen, the credentials cannot change any more: check them all, every
+ * thread's too (the kernel keeps them per thread), for a restricted cryo.
+ */
+static int check_creds(struct dump_ctx *c)
+{
+	const struct creds_caller *me = creds_caller();
+	char why[160];
+
+	if (!me->restricted)
+		return 0;
+	for (int i = 0; i < c->nr_threads; i++) {
+		int ret = creds_check_live(c->pid, c->threads[i].tid);
+
+		if (ret)
+			return ret == CRYO_ENOPROC ? cryo_fail(CRYO_EPERM, "process %d, thread %d: "
+					"gone while frozen", c->pid, c->threads[i].tid) : ret;
+	}
+	if (creds_mismatch(&c->img_task, 1, why, sizeof(why)))
+		return cryo_fail(CRYO_EPERM, "process %d: %s: cryo acts for uid %u only", c->pid,
+				 why, me->uid);
+	return 0;
+}
+
 int collect_task(struct dump_ctx *c)
 {
 	uint64_t xstate_offset = 0;
@@ -558,6 +583,8 @@ int collect_task(struct dump_ctx *c)
 	if (ret)
 		return ret;
 	ret = collect_injected_process(c);
+	if (!ret)
+		ret = check_creds(c);
 	if (ret)
 		return ret;
 	for (int i = 0; i < c->nr_threads; i++) {

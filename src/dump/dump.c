@@ -21,6 +21,7 @@
 
 #include "dump/dump.h"
 #include "image/codec.h"
+#include "kernel/creds.h"
 #include "util/util.h"
 
 #define BLOB_CHUNK_BYTES (8ul << 20)
@@ -596,6 +597,9 @@ int cryo_checkpoint(const struct cryo_checkpoint_opts *opts)
 
 	if (opts->pid <= 0)
 		return cryo_fail(CRYO_EUSAGE, "invalid PID %d", opts->pid);
+	ret = creds_init();
+	if (ret)
+		return ret;
 	if (opts->scope == CRYO_SCOPE_PGID || opts->scope == CRYO_SCOPE_SID)
 		;	/* an ID, checked by freeze_members() */
 	else if (proc_task_state(opts->pid) && proc_tgid(opts->pid) != opts->pid)

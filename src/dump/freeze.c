@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 
 #include "dump/dump.h"
+#include "kernel/creds.h"
 #include "util/util.h"
 
 #define MAX_THREADS 32768
@@ -79,6 +80,12 @@ int freeze_process(struct dump_ctx *c)
 		return cryo_fail(CRYO_ENOPROC, "process %d: no such process", c->pid);
 	if (state == 'Z' || state == 'X')
 		return cryo_fail(CRYO_EUNSUPP, "process %d is a zombie", c->pid);
+	/* before touching it: a restricted cryo acts for its caller only */
+	n = creds_check_live(c->pid, c->pid);
+	if (n == CRYO_ENOPROC)
+		return cryo_fail(CRYO_ENOPROC, "process %d: no such process", c->pid);
+	if (n)
+		return n;
 	group_stopped = state == 'T';
 	/* the main thread first, so it is threads[0] */
 	c->threads = xzalloc(sizeof(*c->threads));

@@ -86,7 +86,7 @@ static void crc32c_init(void)
 	build_shift_table(shift_short, SHORT_BLOCK_BYTES);
 	__builtin_cpu_init();
 	/* The variable lets tests exercise the fallback on any CPU. */
-	have_sse42 = __builtin_cpu_supports("sse4.2") && !getenv("CRYO_CRC32C_SOFTWARE");
+	have_sse42 = __builtin_cpu_supports("sse4.2") && !secure_getenv("CRYO_CRC32C_SOFTWARE");
 }
 
 static inline uint32_t crc_shift(uint32_t table[4][256], uint32_t crc)

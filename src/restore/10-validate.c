@@ -15,6 +15,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "kernel/creds.h"
 #include "kernel/proc.h"
 #include "restore/restore.h"
 #include "util/util.h"
@@ -142,6 +143,7 @@ static int mm_fields_ok(const struct cryo_img_task *t)
 static int validate_task(struct restore_ctx *r, struct restore_proc *p, long pid_max)
 {
 	struct cryo_img_task *t = &p->task;
+	char why[160];
 	int ret;
 
 	t->comm[sizeof(t->comm) - 1] = 0;
@@ -162,6 +164,9 @@ static int validate_task(struct restore_ctx *r, struct restore_proc *p, long pid
 		return bad(r, "task %d: bad auxv length %u", t->pid, t->auxv_words);
 	if (t->ngroups > CRYO_MAX_GROUPS)
 		return bad(r, "task %d: %u supplementary groups", t->pid, t->ngroups);
+	if (creds_caller()->restricted && creds_mismatch(t, 0, why, sizeof(why)))
+		return cryo_fail(CRYO_EPERM, "image %s: task %d: %s: cryo acts for uid %u only",
+				 r->opts->image, t->pid, why, creds_caller()->uid);
 	for (int i = 0; i < CRYO_RLIM_NLIMITS; i++)
 		if (t->rlim_cur[i] > t->rlim_max[i])
 			return bad(r, "task %d: rlimit %d soft limit above hard limit", t->pid, i);

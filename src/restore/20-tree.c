@@ -28,6 +28,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "kernel/creds.h"
 #include "kernel/proc.h"
 #include "restore/restore.h"
 #include "util/util.h"
@@ -410,6 +411,15 @@ int restore_create_tree(struct restore_ctx *r)
 		return cryo_fail(CRYO_ERESTORE, "restore: pipe: %s", strerror(errno));
 	if (fault_point("restore:tree"))
 		return CRYO_ERESTORE;
+	/*
+	 * A cryo started with file capabilities is not dumpable, nor are the
+	 * copies of it that become the restored processes, and then it cannot
+	 * trace them. Making it dumpable opens nothing to the caller: ptrace
+	 * and /proc/PID/mem still refuse a tracer lacking cryo's capability.
+	 */
+	if (creds_caller()->raised && prctl(PR_SET_DUMPABLE, 1, 0, 0, 0))
+		return cryo_fail(CRYO_ERESTORE, "restore: prctl(PR_SET_DUMPABLE): %s",
+				 strerror(errno));
 	if (r->opts->detach) {
 		ret = create_detached(r);
 		if (ret)

@@ -545,18 +545,20 @@ static uint64_t image_special_start(struct restore_ctx *r, const char *name)
 	return 0;
 }
 
+/* 1 if t's uids, gids and groups are ours, 0 if not, 2 if their capabilities are too. */
 static int same_creds_as_ours(const struct cryo_img_task *t)
 {
 	struct proc_status ours;
 
 	if (proc_read_status(getpid(), &ours))
 		return 0;
-	return !memcmp(ours.uid, t->uid, sizeof(ours.uid)) &&
-	       !memcmp(ours.gid, t->gid, sizeof(ours.gid)) && ours.ngroups == t->ngroups &&
-	       !memcmp(ours.groups, t->groups, t->ngroups * sizeof(uint32_t)) &&
-	       ours.cap_inh == t->cap_inh && ours.cap_prm == t->cap_prm &&
+	if (memcmp(ours.uid, t->uid, sizeof(ours.uid)) ||
+	    memcmp(ours.gid, t->gid, sizeof(ours.gid)) || ours.ngroups != t->ngroups ||
+	    memcmp(ours.groups, t->groups, t->ngroups * sizeof(uint32_t)))
+		return 0;
+	return 1 + (ours.cap_inh == t->cap_inh && ours.cap_prm == t->cap_prm &&
 	       ours.cap_eff == t->cap_eff && ours.cap_bnd == t->cap_bnd &&
-	       ours.cap_amb == t->cap_amb && !t->securebits;
+	       ours.cap_amb == t->cap_amb && !t->securebits);
 }
 
 static void fill_sched(struct restorer_sched *s, const struct cryo_img_thread *th)
@@ -665,6 +667,7 @@ static void fill_args(struct restore_ctx *r, const struct layout *l, struct rest
 	struct restorer_move *moves = (struct restorer_move *)(a + 1);
 	struct restorer_siginfo *sigs;
 	uint32_t nk = 0;
+	int same;
 
 	memset(a, 0, sizeof(*a));
 	a->pid = t->pid;
@@ -819,7 +822,9 @@ static void fill_args(struct restore_ctx *r, const struct layout *l, struct rest
 			a->reap_pids[a->nr_reap_pids++] = r->procs[h].task.pid;
 	}
 
-	a->change_creds = !same_creds_as_ours(t);
+	same = same_creds_as_ours(t);
+	a->change_creds = same != 2;
+	a->change_ids = same == 0;
 	memcpy(a->uid, t->uid, sizeof(a->uid));
 	memcpy(a->gid, t->gid, sizeof(a->gid));
 	a->ngroups = t->ngroups;

@@ -10,6 +10,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "kernel/creds.h"
 #include "restore/restore.h"
 #include "util/util.h"
 
@@ -119,18 +120,38 @@ static int check_inherit_fds(struct restore_ctx *r)
 	return 0;
 }
 
+static void init_ctx(struct restore_ctx *r, const struct cryo_restore_opts *opts)
+{
+	memset(r, 0, sizeof(*r));
+	r->opts = opts;
+	for (int i = 0; i < 2; i++)
+		r->go_pipe[i] = r->barrier_pipe[i] = r->report_pipe[i] = r->helper_pipe[i] =
+			r->release_pipe[i] = r->arrive_pipe[i] = -1;
+}
+
+int restore_validate_only(const struct cryo_restore_opts *opts)
+{
+	struct restore_ctx r;
+	int ret;
+
+	init_ctx(&r, opts);
+	ret = creds_init();
+	if (!ret)
+		ret = restore_validate(&r);
+	free_ctx(&r);
+	return ret;
+}
+
 int cryo_restore(const struct cryo_restore_opts *opts, pid_t *pid_out)
 {
 	struct restore_ctx r;
 	uint64_t t0 = now_ns();
 	int ret;
 
-	memset(&r, 0, sizeof(r));
-	r.opts = opts;
-	for (int i = 0; i < 2; i++)
-		r.go_pipe[i] = r.barrier_pipe[i] = r.report_pipe[i] = r.helper_pipe[i] =
-			r.release_pipe[i] = r.arrive_pipe[i] = -1;
-	ret = restore_validate(&r);
+	init_ctx(&r, opts);
+	ret = creds_init();
+	if (!ret)
+		ret = restore_validate(&r);
 	if (!ret)
 		ret = check_inherit_fds(&r);
 	if (ret)

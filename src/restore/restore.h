@@ -166,6 +166,8 @@ int restore_validate(struct restore_ctx *r);
 int restore_find_proc(const struct restore_ctx *r, pid_t pid);
 /* Phase 15: creators, CLONE_PARENT and helpers for sessions and groups. */
 int restore_plan_tree(struct restore_ctx *r);
+/* Phase 10 alone, on opts->image: everything it checks, no task created (fuzzing). */
+int restore_validate_only(const struct cryo_restore_opts *opts);
 int restore_create_tree(struct restore_ctx *r);
 void restore_end_helpers(struct restore_ctx *r);
 /* Runs in each process being restored; never returns (exits on failure). */

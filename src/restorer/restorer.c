@@ -66,9 +66,12 @@
 #define SS_ONSTACK 1
 #define PR_SET_PDEATHSIG 1
 #define PR_SET_DUMPABLE 4
+#define PR_GET_KEEPCAPS 7
 #define PR_SET_KEEPCAPS 8
 #define PR_SET_NAME 15
+#define PR_CAPBSET_READ 23
 #define PR_CAPBSET_DROP 24
+#define PR_GET_SECUREBITS 27
 #define PR_SET_SECUREBITS 28
 #define PR_SET_TIMERSLACK 29
 #define PR_SET_MM 35
@@ -320,7 +323,7 @@ static long set_creds(const struct restorer_args *a, uint64_t *detail)
 		{ (uint32_t)(a->cap_eff >> 32), (uint32_t)(a->cap_prm >> 32),
 		  (uint32_t)(a->cap_inh >> 32) },
 	};
-	long r;
+	long r, bits;
 
 #define TRY(expr, what)                          \
 	do {                                     \
@@ -331,26 +334,36 @@ static long set_creds(const struct restorer_args *a, uint64_t *detail)
 		}                                \
 	} while (0)
 
-	/* Drop bounding caps and set securebits while still privileged. */
+	/*
+	 * Drop bounding caps and set securebits while still privileged. Each
+	 * step runs only when it changes something: a cryo acting for a user
+	 * (docs/security.md) has none of the privileges they need, and there
+	 * only the capability sets differ (they shrink).
+	 */
 	for (int cap = 0; cap <= CAP_LAST; cap++)
-		if (!(a->cap_bnd & (1ull << cap))) {
+		if (!(a->cap_bnd & (1ull << cap)) && sys2(NR_prctl, PR_CAPBSET_READ, cap) == 1) {
 			r = sys2(NR_prctl, PR_CAPBSET_DROP, cap);
 			if (r < 0 && r != -22) {	/* EINVAL: cap unknown to this kernel */
 				*detail = 100 + cap;
 				return r;
 			}
 		}
-	TRY(sys2(NR_prctl, PR_SET_SECUREBITS, a->securebits | SECBIT_KEEP_CAPS), 1);
-	TRY(sys2(NR_setgroups, a->ngroups, a->groups), 2);
-	TRY(sys3(NR_setresgid, a->gid[0], a->gid[1], a->gid[2]), 3);
-	sys1(NR_setfsgid, a->gid[3]);
-	TRY(sys3(NR_setresuid, a->uid[0], a->uid[1], a->uid[2]), 4);
-	sys1(NR_setfsuid, a->uid[3]);
+	/* keep the capabilities across the uid change; cleared below if not wanted */
+	bits = a->securebits | (a->change_ids ? SECBIT_KEEP_CAPS : 0);
+	if (sys1(NR_prctl, PR_GET_SECUREBITS) != bits)
+		TRY(sys2(NR_prctl, PR_SET_SECUREBITS, bits), 1);
+	if (a->change_ids) {
+		TRY(sys2(NR_setgroups, a->ngroups, a->groups), 2);
+		TRY(sys3(NR_setresgid, a->gid[0], a->gid[1], a->gid[2]), 3);
+		sys1(NR_setfsgid, a->gid[3]);
+		TRY(sys3(NR_setresuid, a->uid[0], a->uid[1], a->uid[2]), 4);
+		sys1(NR_setfsuid, a->uid[3]);
+	}
 	TRY(sys2(NR_capset, &hdr, data), 5);
 	for (int cap = 0; cap <= CAP_LAST; cap++)
 		if (a->cap_amb & (1ull << cap))
 			TRY(sys5(NR_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0), 200 + cap);
-	if (!(a->securebits & SECBIT_KEEP_CAPS))
+	if (!(a->securebits & SECBIT_KEEP_CAPS) && sys1(NR_prctl, PR_GET_KEEPCAPS) == 1)
 		TRY(sys2(NR_prctl, PR_SET_KEEPCAPS, 0), 6);
 	if (a->no_new_privs)
 		TRY(sys5(NR_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 7);

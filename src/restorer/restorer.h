@@ -192,6 +192,7 @@ struct restorer_args {
 
 	/* credentials; change_creds = 0 when they equal the restorer's own */
 	int32_t change_creds;
+	int32_t change_ids;	/* uids, gids or groups differ from the restorer's own */
 	uint32_t uid[4], gid[4];
 	uint32_t ngroups;
 	uint32_t groups[RESTORER_MAX_GROUPS];

@@ -62,7 +62,7 @@ void cryo_debug(const char *fmt, ...)
 	va_list ap;
 
 	if (enabled < 0)
-		enabled = getenv("CRYO_DEBUG") != NULL;
+		enabled = secure_getenv("CRYO_DEBUG") != NULL;
 	if (!enabled)
 		return;
 	va_start(ap, fmt);
@@ -235,7 +235,7 @@ void fault_list(FILE *out)
 
 int fault_point(const char *name)
 {
-	const char *want = getenv("CRYO_FAULT");
+	const char *want = secure_getenv("CRYO_FAULT");
 	size_t n = strlen(name);
 
 	if (!want || strncmp(want, name, n))

@@ -7,6 +7,9 @@
     image.py variants IMG [--seed N] [--max N]
                                  the list of variants (name, class, what)
     image.py write IMG NAME OUT  write variant NAME of IMG to OUT
+    image.py set-task IMG OUT FIELD=VALUE...
+                                 set fields of every task (uid0..3, gid0..3,
+                                 cap_prm...), recompute the CRCs, write OUT
 
 The layout is the one of src/image/format.h and docs/image-format.md:
 a 64-byte file header at 0 (padded to 4096), sections with 48-byte headers
@@ -72,7 +75,12 @@ TASK = {"pid": (0, 4, 1), "ppid": (4, 4, 1), "pgid": (8, 4, 1), "sid": (12, 4, 1
         "brk": (144, 8, 0), "start_stack": (152, 8, 0), "arg_start": (160, 8, 0),
         "arg_end": (168, 8, 0), "env_start": (176, 8, 0), "env_end": (184, 8, 0),
         "auxv_words": (192, 4, 0), "rlim_cur": (1224, 8, 0), "rlim_max": (1352, 8, 0),
-        "ngroups": (1512, 4, 0), "pdeathsig": (2592, 4, 1)}
+        "ngroups": (1512, 4, 0), "pdeathsig": (2592, 4, 1),
+        "uid0": (1480, 4, 0), "uid1": (1484, 4, 0), "uid2": (1488, 4, 0), "uid3": (1492, 4, 0),
+        "gid0": (1496, 4, 0), "gid1": (1500, 4, 0), "gid2": (1504, 4, 0), "gid3": (1508, 4, 0),
+        "cap_inh": (2540, 8, 0), "cap_prm": (2548, 8, 0), "cap_eff": (2556, 8, 0),
+        "cap_bnd": (2564, 8, 0), "cap_amb": (2572, 8, 0), "securebits": (2580, 4, 0),
+        "no_new_privs": (2584, 4, 0), "dumpable": (2588, 4, 0)}
 THREAD = {"tid": (0, 4, 1), "pid": (4, 4, 1), "cs": (8 + 17 * 8, 8, 0),
           "ss": (8 + 20 * 8, 8, 0), "xstate_offset": (232, 8, 0), "xstate_size": (240, 4, 0),
           "sas_flags": (244, 4, 0), "sas_sp": (248, 8, 0), "sas_size": (256, 8, 0),
@@ -833,6 +841,19 @@ def main(argv):
                 return 0
         print("image.py: no variant %s" % name, file=sys.stderr)
         return 1
+    if cmd == "set-task":
+        # a forged image: as a malicious writer would, with valid CRCs
+        buf = bytearray(data)
+        sec = img.find("TASK")[0]
+        for off, _ in img.tasks():
+            for a in args[1:]:
+                k, v = a.split("=", 1)
+                o, n, _ = TASK[k]
+                put(buf, off + o, n, int(v, 0))
+        fix_payload(buf, sec)
+        with open(args[0], "wb") as f:
+            f.write(buf)
+        return 0
     print(__doc__, file=sys.stderr)
     return 64
 

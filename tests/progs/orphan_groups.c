@@ -60,23 +60,6 @@ static pid_t start_leader(int session, pid_t kids[2], pid_t main_pid)
 	return leader;
 }
 
-static pid_t parent_of(pid_t pid)
-{
-	char path[64], line[256];
-	pid_t ppid = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", pid);
-	f = fopen(path, "r");
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "PPid: %d", &ppid) == 1)
-			break;
-	fclose(f);
-	return ppid;
-}
-
 int main(void)
 {
 	pid_t me = getpid(), members[2], scs[2], leader, sleader;

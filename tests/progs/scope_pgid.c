@@ -73,23 +73,6 @@ static struct member start_member(int own_group)
 	return m;
 }
 
-static pid_t parent_of(pid_t pid)
-{
-	char path[64], line[256];
-	pid_t ppid = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", pid);
-	f = fopen(path, "r");
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "PPid: %d", &ppid) == 1)
-			break;
-	fclose(f);
-	return ppid;
-}
-
 static void check_member(const struct member *m, const char *name, pid_t pgid, pid_t sid,
 			 pid_t ppid)
 {

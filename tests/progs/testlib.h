@@ -542,6 +542,25 @@ static int proc_status(const char *key, char *out, size_t size)
 	return -1;
 }
 
+/* The parent of process pid, from /proc (-1 if it is gone). */
+__attribute__((unused))
+static pid_t parent_of(pid_t pid)
+{
+	char path[64], line[256];
+	pid_t ppid = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", pid);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "PPid: %d", &ppid) == 1)
+			break;
+	fclose(f);
+	return ppid;
+}
+
 /* ------------------------------------------------------------------ time */
 
 __attribute__((unused))

@@ -7,6 +7,8 @@
 #  - a descriptor on /proc/<pid>/... of a task outside the image that is
 #    gone at restore time: restore must fail, naming the fd and the path,
 #    and leave nothing behind;
+#  - a tree whose sessions restore could not recreate: refused at
+#    checkpoint time (even with --kill), the tree untouched;
 #  - a FIFO whose writer is outside the image: refused without --external;
 #    with it, restore needs --inherit-fd (our pipe takes its place: the
 #    program reads what we write) or --hangup-external (it reads EOF).
@@ -25,6 +27,7 @@ wait_gone() {
 	return 1
 }
 
+proc_state() { awk '{ sub(/.*\) /, ""); print $1 }' "/proc/$1/stat" 2>/dev/null; }
 ids() { awk '{ sub(/.*\) /, ""); print $2, $3, $4 }' "/proc/$1/stat"; }	# ppid pgid sid
 
 daemon_with_dead_session_leader() {
@@ -133,6 +136,29 @@ start_fifo_reader() {
 	for _ in $(seq 50); do [ "$(readlink "/proc/$FIFO_PID/fd/5")" = "$dir/fifo" ] && break; sleep 0.1; done
 }
 
+unrestorable_session() {
+	local dir pid rc q
+	dir=$(mktemp -d /tmp/cryo-plan.XXXXXX)
+	(cd "$dir" && exec 3>&- 251>&- 255>&- && exec setsid python3 "$HERE/scenarios/session_elsewhere.py" \
+		"$dir/q" </dev/null >/dev/null 2>&1) &
+	pid=$!
+	for _ in $(seq 50); do [ -s "$dir/q" ] && break; sleep 0.1; done
+	"$CRYO" checkpoint "$pid" -o "$dir/img" --kill 2>"$dir/err"
+	rc=$?
+	if [ "$rc" != 69 ] || ! grep -q "session $(cat "$dir/q")" "$dir/err" || [ -e "$dir/img" ] ||
+	   [ "$(proc_state "$pid")" != S ]; then
+		not_ok "unrestorable session" "checkpoint exit $rc, state $(proc_state "$pid"): $(cat "$dir/err")"
+	else
+		ok "a session restore could not recreate: checkpoint --kill exits 69 naming it, the tree runs on"
+	fi
+	# the tree: main, and Q's session (Q and R), all started here
+	q=$(cat "$dir/q" 2>/dev/null)
+	# shellcheck disable=SC2046
+	kill -9 "$pid" $([ -n "$q" ] && [ "$q" -gt 1 ] && pgrep -s "$q") 2>/dev/null
+	wait "$pid" 2>/dev/null
+	rm -rf "$dir"
+}
+
 external_fifo() {
 	local dir pid rc
 	dir=$(mktemp -d /tmp/cryo-external.XXXXXX)
@@ -188,6 +214,7 @@ external_fifo() {
 daemon_with_dead_session_leader
 outside_target_gone
 foreground_restore_forwards_signals
+unrestorable_session
 external_fifo
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -22,6 +22,7 @@
 #include "dump/dump.h"
 #include "image/codec.h"
 #include "kernel/creds.h"
+#include "restore/restore.h"
 #include "util/util.h"
 
 #define BLOB_CHUNK_BYTES (8ul << 20)
@@ -288,6 +289,35 @@ static int freeze_members(struct dump_tree *t, enum cryo_scope scope, pid_t id)
 	return 0;
 }
 
+/*
+ * A checkpoint refuses what its restore could not recreate: the sessions
+ * and groups of the tree go through the restore's own plan (phase 15) now,
+ * so that no job is killed for an image that cannot come back.
+ */
+static int check_plan(struct dump_tree *t)
+{
+	struct restore_ctx r;
+	int ret;
+
+	if (t->nr_procs < 2)
+		return 0;
+	memset(&r, 0, sizeof(r));
+	r.plan_only = 1;
+	r.nr_procs = r.nr_image_procs = t->nr_procs;
+	r.procs = xzalloc(t->nr_procs * sizeof(*r.procs));
+	if (!r.procs)
+		return CRYO_EINTERNAL;
+	for (int i = 0; i < t->nr_procs; i++) {
+		r.procs[i].task = t->procs[i]->img_task;
+		r.procs[i].zombie = t->procs[i]->zombie;
+	}
+	for (int i = 0; i < t->nr_procs; i++)
+		r.procs[i].parent = i ? restore_find_proc(&r, r.procs[i].task.ppid) : -1;
+	ret = restore_plan_tree(&r);
+	free(r.procs);
+	return ret;
+}
+
 static int collect_tree(struct dump_tree *t)
 {
 	int ret;
@@ -311,7 +341,9 @@ static int collect_tree(struct dump_tree *t)
 			return ret;
 	}
 	ret = collect_shmem(t);
-	return ret ? ret : resolve_shared_fds(t);
+	if (!ret)
+		ret = resolve_shared_fds(t);
+	return ret ? ret : check_plan(t);
 }
 
 static int write_blob_from_fd(struct img_writer *w, const struct fd_blob *b, uint8_t *buf)

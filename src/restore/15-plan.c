@@ -31,6 +31,9 @@
 #include "restorer/restorer.h"
 #include "util/util.h"
 
+/* Run by a checkpoint (plan_only), the same refusals say what they protect. */
+#define WHO(r) ((r)->plan_only ? "checkpoint: the restore could not recreate this: " : "restore: ")
+
 int restore_find_proc(const struct restore_ctx *r, pid_t pid)
 {
 	for (uint32_t i = 0; i < r->nr_procs; i++)
@@ -60,11 +63,11 @@ static int add_helper(struct restore_ctx *r, pid_t pid, pid_t sid, int creator,
 	for (uint32_t i = r->nr_image_procs; i < r->nr_procs; i++)
 		siblings += r->procs[i].parent == parent;
 	if (parent >= 0 && siblings == RESTORER_MAX_REAP)
-		return cryo_fail(CRYO_EUNSUPP, "restore: task %d would parent more than %d leader "
-				 "helpers", r->procs[parent].task.pid, RESTORER_MAX_REAP);
-	if (proc_task_state(pid))
-		return cryo_fail(CRYO_ECONFLICT, "restore: PID %d, the dead leader of %s, is in "
-				 "use by another process", pid, why);
+		return cryo_fail(CRYO_EUNSUPP, "%stask %d would parent more than %d leader "
+				 "helpers", WHO(r), r->procs[parent].task.pid, RESTORER_MAX_REAP);
+	if (!r->plan_only && proc_task_state(pid))
+		return cryo_fail(CRYO_ECONFLICT, "%sPID %d, the dead leader of %s, is in "
+				 "use by another process", WHO(r), pid, why);
 	h = &r->procs[r->nr_procs];
 	memset(h, 0, sizeof(*h));
 	h->helper = 1;
@@ -92,9 +95,9 @@ static int plan_session(struct restore_ctx *r, int i)
 		p->creator = 0;
 		p->clone_parent = 1;
 		if (t->exit_signal != r->procs[0].task.exit_signal)
-			return cryo_fail(CRYO_EUNSUPP, "restore: task %d has exit signal %u, the "
+			return cryo_fail(CRYO_EUNSUPP, "%stask %d has exit signal %u, the "
 					 "root %d has %u: tasks whose parent is not in the image "
-					 "must have the root's", t->pid, t->exit_signal,
+					 "must have the root's", WHO(r), t->pid, t->exit_signal,
 					 r->procs[0].task.pid, r->procs[0].task.exit_signal);
 	}
 	if (t->sid == t->pid || t->sid == session_of(r, p->creator))
@@ -110,16 +113,16 @@ static int plan_session(struct restore_ctx *r, int i)
 						       (uint32_t)exit_signal_of(r, p->creator) :
 						       t->exit_signal;
 	} else if (!r->procs[h].helper || r->procs[h].parent != p->parent) {
-		return cryo_fail(CRYO_EUNSUPP, "restore: task %d belonged to session %d, which "
+		return cryo_fail(CRYO_EUNSUPP, "%stask %d belonged to session %d, which "
 				 "neither its parent nor cryo is in and whose leader %s: not "
-				 "supported", t->pid, t->sid,
+				 "supported", WHO(r), t->pid, t->sid,
 				 r->procs[h].helper ? "is gone and its other members have "
 						      "another parent" :
 						      "is elsewhere in the tree");
 	}
 	if (r->procs[h].task.exit_signal != t->exit_signal)
-		return cryo_fail(CRYO_EUNSUPP, "restore: tasks %d and %d of session %d (whose "
-				 "leader is gone) have different exit signals: not supported",
+		return cryo_fail(CRYO_EUNSUPP, "%stasks %d and %d of session %d (whose "
+				 "leader is gone) have different exit signals: not supported", WHO(r),
 				 t->pid, r->procs[h].task.pid, t->sid);
 	p->creator = h;
 	p->clone_parent = 1;
@@ -138,16 +141,16 @@ static int plan_group(struct restore_ctx *r, int i)
 	leader = restore_find_proc(r, t->pgid);
 	if (leader >= 0) {
 		if (r->procs[leader].task.sid != t->sid)
-			return cryo_fail(CRYO_EUNSUPP, "restore: task %d: its process group %d "
-					 "belongs to another session", t->pid, t->pgid);
+			return cryo_fail(CRYO_EUNSUPP, "%stask %d: its process group %d "
+					 "belongs to another session", WHO(r), t->pid, t->pgid);
 		return 0;
 	}
 	/* a group of cryo's own session, outside the image: joined as it is */
 	if (t->sid == getsid(0) && proc_task_state(t->pgid))
 		return 0;
 	if (t->sid == t->pid)
-		return cryo_fail(CRYO_EUNSUPP, "restore: task %d leads session %d but was in "
-				 "group %d, whose leader is gone: not supported", t->pid, t->sid,
+		return cryo_fail(CRYO_EUNSUPP, "%stask %d leads session %d but was in "
+				 "group %d, whose leader is gone: not supported", WHO(r), t->pid, t->sid,
 				 t->pgid);
 	/* its creator's own child: reaped by it, whatever the members' parent */
 	h = add_helper(r, t->pgid, t->sid, p->creator, 0, p->creator, "a process group");

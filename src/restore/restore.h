@@ -118,6 +118,7 @@ struct restore_ctx {
 	struct restore_proc *procs;	/* parents before children; [0] is the root */
 	uint32_t nr_procs;		/* the image's, then phase 15's helpers */
 	uint32_t nr_image_procs;
+	int plan_only;			/* phase 15 run by a checkpoint: no PID is taken yet */
 	struct cryo_img_thread *threads;
 	uint32_t nr_threads;
 	struct cryo_img_fd *fds;

@@ -46,6 +46,7 @@
 #include "cryo.h"
 #include "kernel/proc.h"
 #include "kernel/ptrace.h"
+#include "kernel/uffd.h"
 #include "util/util.h"
 
 /* Capability numbers (linux/capability.h), by name for the report. */
@@ -61,28 +62,6 @@
 #define PM_PFN_MASK		((1ULL << 55) - 1)
 #define PM_ENTRY_BYTES		8
 #define CLEAR_REFS_SOFT_DIRTY	"4"
-
-/* PAGEMAP_SCAN (Linux 6.7); Debian 12's headers predate it. */
-struct pm_scan_arg_v1 {
-	uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
-	uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
-};
-struct pm_page_region {
-	uint64_t start, end, categories;
-};
-#define PM_PAGEMAP_SCAN		_IOWR('f', 16, struct pm_scan_arg_v1)
-#define PM_PAGE_IS_PRESENT	(1ULL << 3)
-
-/* userfaultfd features newer than Debian 12's headers. */
-#ifndef UFFD_FEATURE_WP_UNPOPULATED
-#define UFFD_FEATURE_WP_UNPOPULATED	(1ULL << 13)
-#endif
-#ifndef UFFD_FEATURE_WP_ASYNC
-#define UFFD_FEATURE_WP_ASYNC		(1ULL << 15)
-#endif
-#ifndef UFFD_USER_MODE_ONLY
-#define UFFD_USER_MODE_ONLY		1
-#endif
 
 /*
  * The kernel copies its xstate_fx_sw_bytes into the software-reserved part
@@ -474,18 +453,18 @@ static void probe_soft_dirty(struct check *c, struct target *t, int pagemap_fd,
 
 static void probe_pagemap_scan(struct check *c, const struct target *t, int pagemap_fd)
 {
-	struct pm_page_region vec[TARGET_AREA_PAGES];
-	struct pm_scan_arg_v1 arg = {
+	struct pm_region vec[TARGET_AREA_PAGES];
+	struct pm_scan_arg arg = {
 		.size = sizeof(arg),
 		.start = (uintptr_t)t->area,
 		.end = (uintptr_t)t->area + TARGET_AREA_PAGES * PAGE_SIZE_BYTES,
 		.vec = (uintptr_t)vec,
 		.vec_len = ARRAY_SIZE(vec),
-		.category_anyof_mask = PM_PAGE_IS_PRESENT,
-		.return_mask = PM_PAGE_IS_PRESENT,
+		.category_anyof_mask = PM_IS_PRESENT,
+		.return_mask = PM_IS_PRESENT,
 	};
 	uintptr_t a = (uintptr_t)t->area;
-	int n = ioctl(pagemap_fd, PM_PAGEMAP_SCAN, &arg);
+	int n = ioctl(pagemap_fd, PM_SCAN_IOCTL, &arg);
 
 	if (n < 0)
 		report(c, OPTIONAL, 0, "pagemap-scan",

@@ -49,35 +49,6 @@ WORK=""
 
 # ------------------------------------------------------------------ output
 
-# check NAME FUNCTION ARGS...: run one check; FUNCTION returns 0 (ok), 1
-# (not ok, reason in $WHY) or 2 (skipped, reason in $WHY).
-check() {
-	local name=$1 rc
-	shift
-	WHY=""
-	LAST_CRYO_ERR=""
-	"$@"
-	rc=$?
-	case $rc in
-	0)
-		echo "ok - $name"
-		NPASS=$((NPASS + 1))
-		;;
-	2)
-		echo "skip - $name: $WHY"
-		NSKIP=$((NSKIP + 1))
-		;;
-	*)
-		echo "not ok - $name: ${WHY:-failed}"
-		if [ -n "$LAST_CRYO_ERR" ] && [ -s "$LAST_CRYO_ERR" ]; then
-			head -n 5 "$LAST_CRYO_ERR" | sed 's/^/    cryo: /'
-		fi
-		NFAIL=$((NFAIL + 1))
-		;;
-	esac
-	return 0
-}
-
 # skip_checks N WHY: count N checks as skipped.
 skip_checks() {
 	echo "skip - $1 checks: $2"

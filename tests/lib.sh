@@ -440,3 +440,35 @@ tail_of() {
 		echo "    (empty)"
 	fi
 }
+
+# ------------------------------------------- check lists (errors.sh, perms.sh)
+
+# check NAME FUNCTION ARGS...: run one check; FUNCTION returns 0 (ok), 1
+# (not ok, reason in $WHY) or 2 (skipped, reason in $WHY). The caller sets
+# NPASS, NFAIL, NSKIP to 0 and prints their totals at the end.
+check() {
+	local name=$1 rc
+	shift
+	WHY=""
+	LAST_CRYO_ERR=""
+	"$@"
+	rc=$?
+	case $rc in
+	0)
+		echo "ok - $name"
+		NPASS=$((NPASS + 1))
+		;;
+	2)
+		echo "skip - $name: $WHY"
+		NSKIP=$((NSKIP + 1))
+		;;
+	*)
+		echo "not ok - $name: ${WHY:-failed}"
+		if [ -n "$LAST_CRYO_ERR" ] && [ -s "$LAST_CRYO_ERR" ]; then
+			head -n 5 "$LAST_CRYO_ERR" | sed 's/^/    cryo: /'
+		fi
+		NFAIL=$((NFAIL + 1))
+		;;
+	esac
+	return 0
+}

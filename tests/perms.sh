@@ -41,28 +41,6 @@ TRACK_FILE=""
 
 # ------------------------------------------------------------------ output
 
-# check NAME FUNCTION ARGS...: FUNCTION returns 0 (ok), 1 (not ok, reason
-# in $WHY) or 2 (skipped, reason in $WHY).
-check() {
-	local name=$1 rc
-	shift
-	WHY=""
-	LAST_CRYO_ERR=""
-	"$@"
-	rc=$?
-	case $rc in
-	0) echo "ok - $name"; NPASS=$((NPASS + 1)) ;;
-	2) echo "skip - $name: $WHY"; NSKIP=$((NSKIP + 1)) ;;
-	*)
-		echo "not ok - $name: ${WHY:-failed}"
-		[ -n "$LAST_CRYO_ERR" ] && [ -s "$LAST_CRYO_ERR" ] &&
-			head -n 5 "$LAST_CRYO_ERR" | sed 's/^/    cryo: /'
-		NFAIL=$((NFAIL + 1))
-		;;
-	esac
-	return 0
-}
-
 finish() {
 	if [ "$NSKIP" -gt 0 ]; then
 		echo "$NPASS passed, $NFAIL failed, $NSKIP skipped"

@@ -424,26 +424,38 @@ run_unit_case() {
 	fi
 }
 
-# errors.sh prints its own ok/not ok lines (indented here) and ends with
-# "N passed, N failed[, N skipped]": those counts go into the totals.
-run_errors_case() {
-	local res=$1 log last ep p=0 f=1 s=0
-	log=$RUN_DIR/errors.log
-	echo "# errors.sh"
-	bash "$TESTS_DIR/errors.sh" >"$log" 2>&1 &
+# run_script_suite NAME: run tests/NAME.sh, its ok/not ok lines shown
+# indented as they come; it ends with "N passed, N failed[, N skipped]",
+# left in SUITE_COUNTS as "P F S" (a suite that did not end so counts one
+# failure).
+run_script_suite() {
+	local name=$1 log ep last
+	log=$RUN_DIR/$name.log
+	: >"$log"
+	echo "# $name.sh"
+	bash "$TESTS_DIR/$name.sh" >"$log" 2>&1 &
 	ep=$!
 	track_pid "$ep" bash TERM	# on interrupt, TERM: it cleans up after itself
 	tail -n +1 -f --pid="$ep" "$log" | sed -u 's/^/  /'
 	wait "$ep"
 	last=$(tail -n 1 "$log")
 	if [[ $last =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed(,\ ([0-9]+)\ skipped)?$ ]]; then
-		p=${BASH_REMATCH[1]} f=${BASH_REMATCH[2]} s=${BASH_REMATCH[4]:-0}
+		SUITE_COUNTS="${BASH_REMATCH[1]} ${BASH_REMATCH[2]} ${BASH_REMATCH[4]:-0}"
 	else
-		echo "not ok - errors.sh: did not end with its totals"
+		echo "not ok - $name.sh: did not end with its totals"
+		SUITE_COUNTS="0 1 0"
 	fi
-	log=$RUN_DIR/robust.log; : >"$log"; echo "# robust.sh"; bash "$TESTS_DIR/robust.sh" >"$log" 2>&1 & ep=$!; track_pid "$ep" bash TERM; tail -n +1 -f --pid="$ep" "$log" | sed -u 's/^/  /'; wait "$ep"; if [[ $(tail -n 1 "$log") =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed(,\ ([0-9]+)\ skipped)?$ ]]; then p=$((p + BASH_REMATCH[1])) f=$((f + BASH_REMATCH[2])) s=$((s + ${BASH_REMATCH[4]:-0})); else echo "not ok - robust.sh: did not end with its totals"; f=$((f + 1)); fi	# tests/robust.sh, counted like errors.sh
-	log=$RUN_DIR/perms.log; : >"$log"; echo "# perms.sh"; bash "$TESTS_DIR/perms.sh" >"$log" 2>&1 & ep=$!; track_pid "$ep" bash TERM; tail -n +1 -f --pid="$ep" "$log" | sed -u 's/^/  /'; wait "$ep"; if [[ $(tail -n 1 "$log") =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed(,\ ([0-9]+)\ skipped)?$ ]]; then p=$((p + BASH_REMATCH[1])) f=$((f + BASH_REMATCH[2])) s=$((s + ${BASH_REMATCH[4]:-0})); else echo "not ok - perms.sh: did not end with its totals"; f=$((f + 1)); fi	# tests/perms.sh, counted like errors.sh
-	log=$RUN_DIR/scenarios.log; : >"$log"; echo "# scenarios.sh"; bash "$TESTS_DIR/scenarios.sh" >"$log" 2>&1 & ep=$!; track_pid "$ep" bash TERM; tail -n +1 -f --pid="$ep" "$log" | sed -u 's/^/  /'; wait "$ep"; if [[ $(tail -n 1 "$log") =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed(,\ ([0-9]+)\ skipped)?$ ]]; then p=$((p + BASH_REMATCH[1])) f=$((f + BASH_REMATCH[2])) s=$((s + ${BASH_REMATCH[4]:-0})); else echo "not ok - scenarios.sh: did not end with its totals"; f=$((f + 1)); fi	# tests/scenarios.sh, counted like errors.sh
+}
+
+# The shell-script suites (error paths, robustness, permissions, scenarios),
+# their counts added into the totals.
+run_errors_case() {
+	local res=$1 name p=0 f=0 s=0 dp df ds
+	for name in errors robust perms scenarios; do
+		run_script_suite "$name"
+		read -r dp df ds <<<"$SUITE_COUNTS"
+		p=$((p + dp)) f=$((f + df)) s=$((s + ds))
+	done
 	echo "$p $f $s" >"$res"
 }
 

@@ -97,3 +97,37 @@ int codec_decompress(int codec, void *dst, size_t raw_len, const void *src, size
 	}
 	return -1;
 }
+
+struct codec_dctx {
+	ZSTD_DCtx *z;
+};
+
+struct codec_dctx *codec_dctx_new(void)
+{
+	struct codec_dctx *d = xzalloc(sizeof(*d));
+
+	if (d && !(d->z = ZSTD_createDCtx())) {
+		free(d);
+		d = NULL;
+	}
+	return d;
+}
+
+void codec_dctx_free(struct codec_dctx *d)
+{
+	if (!d)
+		return;
+	ZSTD_freeDCtx(d->z);
+	free(d);
+}
+
+int codec_decompress_in(struct codec_dctx *d, int codec, void *dst, size_t raw_len,
+			const void *src, size_t n)
+{
+	if (codec == CRYO_CODEC_ZSTD) {
+		/* with its context given, a single-frame decompression allocates nothing */
+		size_t r = ZSTD_decompressDCtx(d->z, dst, raw_len, src, n);
+		return !ZSTD_isError(r) && r == raw_len ? 0 : -1;
+	}
+	return codec_decompress(codec, dst, raw_len, src, n);
+}

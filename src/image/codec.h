@@ -23,4 +23,15 @@ size_t codec_compress(struct codec *c, void *dst, size_t cap, const void *src, s
 int codec_decompress(int codec, void *dst, size_t raw_len, const void *src, size_t n);
 const char *codec_name(int codec);
 
+/*
+ * A decompression context made ahead, for threads that must not allocate
+ * (restore's decompression threads have no C library state of their own):
+ * codec_decompress_in() only computes.
+ */
+struct codec_dctx;
+struct codec_dctx *codec_dctx_new(void);
+void codec_dctx_free(struct codec_dctx *d);
+int codec_decompress_in(struct codec_dctx *d, int codec, void *dst, size_t raw_len,
+			const void *src, size_t n);
+
 #endif

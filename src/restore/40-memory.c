@@ -365,12 +365,14 @@ static int copy_precopied(struct restore_ctx *r, struct restore_vma *v, uint64_t
 	return 0;
 }
 
-/*
- * Pre-copy (image 1.1): the pages of the area saved while the process still
- * ran, then zeros over those that went stale; fill_pages() then applies the
- * area's own pages, saved frozen, over both.
- */
-static int fill_precopy(struct restore_ctx *r, struct restore_vma *v)
+/* Does pre-copied data go into v: private anonymous areas with pages. */
+static int takes_precopy(const struct restore_vma *v)
+{
+	return v->img.kind == CRYO_VMA_ANON_PRIVATE && v->img.nr_pages_dumped;
+}
+
+/* The pages of v saved while the process still ran (pre-copy, image 1.1). */
+static int copy_precopy_into(struct restore_ctx *r, struct restore_vma *v)
 {
 	const struct restore_proc *p = r->me;
 	const struct restore_vma *pre = &p->precopy;
@@ -391,8 +393,42 @@ static int fill_precopy(struct restore_ctx *r, struct restore_vma *v)
 	}
 	free(src.zraw);
 	free(src.zin);
+	return ret;
+}
+
+/*
+ * Pre-copy, for every area at once (a compressed chunk may hold pages of
+ * several areas): the pages saved while the process still ran. Each area
+ * then gets zeros over those that went stale (drop_stale_precopy), and
+ * its own pages, saved frozen, over both.
+ */
+static int fill_precopy_all(struct restore_ctx *r)
+{
+	struct restore_proc *p = r->me;
+	int ret = 0;
+
+	if (!p->precopy.nr_runs)
+		return 0;
+	if (unpack_precopy_wanted(r)) {
+		if (!r->unpack_tried) {
+			r->unpack_tried = 1;
+			r->unpack = unpack_start(r);
+		}
+		if (r->unpack)
+			return unpack_precopy(r->unpack, r, takes_precopy);
+	}
+	for (uint32_t i = 0; i < p->nr_vmas && !ret; i++)
+		if (is_premapped(&p->vmas[i]) && takes_precopy(&p->vmas[i]))
+			ret = copy_precopy_into(r, &p->vmas[i]);
+	return ret;
+}
+
+static int drop_stale_precopy(struct restore_ctx *r, struct restore_vma *v)
+{
+	const struct restore_proc *p = r->me;
+
 	for (uint32_t i = first_run_above(p->precopy_drop, p->nr_precopy_drop, v->img.start);
-	     i < p->nr_precopy_drop && p->precopy_drop[i].vaddr < v->img.end && !ret; i++) {
+	     i < p->nr_precopy_drop && p->precopy_drop[i].vaddr < v->img.end; i++) {
 		const struct cryo_img_page_run *d = &p->precopy_drop[i];
 		uint64_t end = d->vaddr + d->nr_pages * PAGE_SIZE_BYTES;
 		uint64_t lo = d->vaddr > v->img.start ? d->vaddr : v->img.start;
@@ -401,9 +437,9 @@ static int fill_precopy(struct restore_ctx *r, struct restore_vma *v)
 		/* a private anonymous page dropped reads as zeros again, as it was */
 		if (madvise((void *)(v->premap_addr + (lo - v->img.start)), hi - lo,
 			    MADV_DONTNEED) < 0)
-			ret = fail_vma(v, "zeroing stale pre-copied pages", errno);
+			return fail_vma(v, "zeroing stale pre-copied pages", errno);
 	}
-	return ret;
+	return 0;
 }
 
 static int apply_advice(const struct restore_vma *v)
@@ -439,15 +475,15 @@ static int apply_advice(const struct restore_vma *v)
 	return 0;
 }
 
-static int premap_one(struct restore_ctx *r, struct restore_vma *v, uint64_t addr)
+/* Map v at addr in the premap region: writable while it is filled. */
+static int premap_map(struct restore_ctx *r, struct restore_vma *v, uint64_t addr)
 {
 	size_t len = v->img.end - v->img.start;
-	int prot = v->img.prot, fill_prot = prot, fd = -1, flags = MAP_FIXED;
+	int prot = v->img.prot, flags = MAP_FIXED, fd = -1;
 	void *p;
-	int ret;
 
 	if (v->img.nr_pages_dumped)
-		fill_prot |= PROT_READ | PROT_WRITE;
+		prot |= PROT_READ | PROT_WRITE;
 	if (v->img.flags & CRYO_VMA_NORESERVE)
 		flags |= MAP_NORESERVE;
 	switch (v->img.kind) {
@@ -467,21 +503,41 @@ static int premap_one(struct restore_ctx *r, struct restore_vma *v, uint64_t add
 		flags |= v->img.kind == CRYO_VMA_FILE_SHARED ? MAP_SHARED : MAP_PRIVATE;
 		break;
 	}
-	p = mmap((void *)addr, len, fill_prot, flags, fd, fd >= 0 ? v->img.pgoff : 0);
+	p = mmap((void *)addr, len, prot, flags, fd, fd >= 0 ? v->img.pgoff : 0);
 	if (fd >= 0)
 		close(fd);
 	if (p == MAP_FAILED)
 		return fail_vma(v, "mmap", errno);
 	v->premap_addr = addr;
-	ret = 0;
+	return 0;
+}
+
+/* Fill v with its own pages (pre-copied ones are in), then its protection and advice. */
+static int premap_fill(struct restore_ctx *r, struct restore_vma *v)
+{
+	size_t len = v->img.end - v->img.start;
+	int ret = 0;
+
 	/* pre-copied pages can only be kept where the area has pages (nr_pages_dumped) */
-	if (v->img.kind == CRYO_VMA_ANON_PRIVATE && v->img.nr_pages_dumped)
-		ret = fill_precopy(r, v);
-	if (!ret)
+	if (takes_precopy(v))
+		ret = drop_stale_precopy(r, v);
+	if (!ret && unpack_area_wanted(r, v)) {
+		if (!r->unpack_tried) {
+			r->unpack_tried = 1;
+			r->unpack = unpack_start(r);
+		}
+		if (r->unpack)
+			ret = unpack_area(r->unpack, r, v);
+		else
+			ret = fill_pages(r, v, 1);
+	} else if (!ret) {
 		ret = fill_pages(r, v, v->img.kind == CRYO_VMA_ANON_PRIVATE);
+	}
 	if (ret)
 		return ret;
-	if (fill_prot != prot && mprotect(p, len, prot) < 0)
+	if (v->img.nr_pages_dumped && (v->img.prot & (PROT_READ | PROT_WRITE)) !=
+					      (PROT_READ | PROT_WRITE) &&
+	    mprotect((void *)v->premap_addr, len, v->img.prot) < 0)
 		return fail_vma(v, "mprotect", errno);
 	return apply_advice(v);
 }
@@ -923,7 +979,7 @@ int restore_memory_and_jump(struct restore_ctx *r)
 
 		if (!is_premapped(v))
 			continue;
-		ret = premap_one(r, v, cursor);
+		ret = premap_map(r, v, cursor);
 		if (ret)
 			return ret;
 		cursor += v->img.end - v->img.start;
@@ -936,6 +992,15 @@ int restore_memory_and_jump(struct restore_ctx *r)
 			return fail_vma(v, "munmap of the gap after it", errno);
 		cursor += PAGE_SIZE_BYTES;
 	}
+	ret = fill_precopy_all(r);
+	for (uint32_t i = 0; i < pr->nr_vmas && !ret; i++)
+		if (is_premapped(&pr->vmas[i]))
+			ret = premap_fill(r, &pr->vmas[i]);
+	if (ret)
+		return ret;
+	/* the threads are gone, their TIDs free, before the restorer makes the image's */
+	unpack_stop(r->unpack);
+	r->unpack = NULL;
 	exe_fd = open_exe(r);
 	for (uint32_t i = 0; i < pr->nr_vmas; i++)
 		if (pr->vmas[i].deleted_fd >= 0)

@@ -156,6 +156,9 @@ struct restore_ctx {
 	int helper_pipe[2];
 	pid_t anonymous_helper;	/* for pidfds of tasks already reaped (no PID) */
 	int root_needs_session_helper;	/* the root's session leader is gone */
+	/* phase 40: decompression threads (unpack.c), started at the first use */
+	struct unpack_pool *unpack;
+	int unpack_tried;
 };
 
 /* Is this fd reopened in the restorer's late step (it names a task)? */
@@ -180,6 +183,24 @@ int restore_files(struct restore_ctx *r);
 /* Exit status of a task that found the image corrupt while restoring itself (logged). */
 #define RESTORE_CHILD_EXIT_IMAGE 122
 int restore_memory_and_jump(struct restore_ctx *r);
+/*
+ * unpack.c, for phase 40: compressed areas decompressed by several threads
+ * of the process being restored, at TIDs the image does not use and free
+ * again once unpack_stop() returns. unpack_start() returns NULL when that is
+ * not possible (then decompress on this thread).
+ */
+struct unpack_pool;
+struct unpack_pool *unpack_start(const struct restore_ctx *r);
+void unpack_stop(struct unpack_pool *u);
+/* Is every page data section of v compressed, and more than one? */
+int unpack_area_wanted(const struct restore_ctx *r, const struct restore_vma *v);
+/* Fill the premapped copy of v from its compressed sections. */
+int unpack_area(struct unpack_pool *u, struct restore_ctx *r, struct restore_vma *v);
+/* Is every pre-copied page data section compressed, and more than one? */
+int unpack_precopy_wanted(const struct restore_ctx *r);
+/* Pre-copied pages into every premapped area of ours that takes() them. */
+int unpack_precopy(struct unpack_pool *u, struct restore_ctx *r,
+		   int (*takes)(const struct restore_vma *area));
 /* In the root, before any child: make, map and fill every shared memory object. */
 int restore_shared_memory(struct restore_ctx *r);
 int restore_resume(struct restore_ctx *r);

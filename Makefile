@@ -81,9 +81,13 @@ test: deps all
 	$(MAKE) test-san
 	tests/fuzz/run.sh 100
 
+# The kill flavour of everything, and the compressed one of the programs
+# that use restore's decompression threads (src/restore/unpack.c).
 test-san: deps
 	$(MAKE) SAN=1 all
 	CRYO=build-san/cryo TESTBIN=build-san/tests tests/run.sh --quick
+	CRYO=build-san/cryo TESTBIN=build-san/tests tests/run.sh --flavour compressed \
+		mem_big mem_precopy threads_top_tids
 
 # libFuzzer on the image reader, the restore validator (phase 10) and cryo
 # inspect, seeded with small real images; FUZZ_SECONDS per target.

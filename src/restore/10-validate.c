@@ -567,40 +567,9 @@ static int check_run_list(struct restore_ctx *r, const struct cryo_img_page_run 
 /*
  * Pre-copy data of a process (image 1.1): page groups like an area's, over
  * the whole address space, and at most one PRECOPY_DROP list. Where each
- * run's data is (section, page) is worked out here once, so that phase 40
- * can take any area's share without reading the rest.
+ * run's and each section's pages start is worked out here once; phase 40
+ * reads each section whole and sends its pages to the areas they belong to.
  */
-/*
- * The image is opened with IMGR_DEFER_PAGE_DATA: phase 40 checks page data
- * on its one read. Pre-copied pages are read in slices, area by area, so a
- * plain section of them is checked here, whole, instead.
- */
-static int check_payload_now(struct restore_ctx *r, uint32_t s)
-{
-	const struct cryo_img_index_entry *e = imgr_section(r->img, s);
-	uint64_t off = imgr_payload_offset(r->img, s), left = e->length;
-	size_t cap = 1ul << 20;
-	uint8_t *buf = malloc(cap);
-	uint32_t crc = 0;
-
-	if (!buf)
-		return CRYO_EINTERNAL;
-	while (left) {
-		size_t n = left < cap ? left : cap;
-		int ret = pread_full(imgr_fd(r->img), buf, n, off);
-
-		if (ret) {
-			free(buf);
-			return bad(r, "section %u: cannot read its page data: %s", s, strerror(-ret));
-		}
-		crc = crc32c(crc, buf, n);
-		off += n;
-		left -= n;
-	}
-	free(buf);
-	return crc == imgr_payload_crc(r->img, s) ? 0 : imgr_payload_crc_mismatch(r->img, s);
-}
-
 static int validate_precopy(struct restore_ctx *r, struct restore_proc *p)
 {
 	struct restore_vma *v = &p->precopy;
@@ -630,11 +599,9 @@ static int validate_precopy(struct restore_ctx *r, struct restore_proc *p)
 		const struct cryo_img_index_entry *e = imgr_section(r->img, s);
 		struct restore_page_section *ps = &p->precopy_secs[p->nr_precopy_secs];
 
+		/* phase 40 checks each section whole, on its one read (IMGR_DEFER_PAGE_DATA) */
 		if (e->type != CRYO_SEC_PAGES && e->type != CRYO_SEC_ZPAGES)
 			continue;
-		/* compressed sections are checked whole, when phase 40 decompresses them */
-		if (e->type == CRYO_SEC_PAGES && (ret = check_payload_now(r, s)))
-			return ret;
 		ps->index = s;
 		ps->pages = data_section_pages(r, s);	/* validate_runs checked it */
 		ps->first_page = page;

@@ -311,89 +311,20 @@ static uint32_t first_run_above(const struct cryo_img_page_run *runs, uint32_t n
 	return lo;
 }
 
-/* Copy n pre-copied pages, from page number `page` of the data on, to dst. */
-static int copy_precopied(struct restore_ctx *r, struct restore_vma *v, uint64_t page,
-			  uint64_t n, uint8_t *dst, struct page_source *src, long *cached)
-{
-	const struct restore_proc *p = r->me;
-
-	if (!p->nr_precopy_secs)
-		return fail_vma(v, "pre-copied page data missing", EINVAL);
-	while (n) {
-		uint32_t lo = 0, hi = p->nr_precopy_secs;
-
-		while (hi - lo > 1) {
-			uint32_t mid = lo + (hi - lo) / 2;
-
-			if (p->precopy_secs[mid].first_page <= page)
-				lo = mid;
-			else
-				hi = mid;
-		}
-		const struct restore_page_section *ps = &p->precopy_secs[lo];
-		uint64_t skip = page - ps->first_page;
-		uint64_t m = ps->pages - skip < n ? ps->pages - skip : n;
-		int ret;
-
-		if (page < ps->first_page || skip >= ps->pages)
-			return fail_vma(v, "pre-copied page data ends early", EINVAL);
-		if (imgr_section(r->img, ps->index)->type == CRYO_SEC_PAGES) {
-			ret = pread_full(r->img_fd, dst, m * PAGE_SIZE_BYTES,
-					 imgr_payload_offset(r->img, ps->index) +
-					 skip * PAGE_SIZE_BYTES);
-			if (ret)
-				return fail_vma(v, "reading its pre-copied pages", -ret);
-		} else {
-			if (*cached != (long)ps->index) {
-				uint32_t sec = ps->index;
-				struct restore_vma one = *v;
-
-				/* next_section() decompresses exactly this one section */
-				one.first_pages_section = sec;
-				one.nr_pages_sections = 1;
-				ret = next_section(r, &one, &sec, src);
-				if (ret)
-					return ret;
-				*cached = ps->index;
-			}
-			memcpy(dst, src->zraw + skip * PAGE_SIZE_BYTES, m * PAGE_SIZE_BYTES);
-		}
-		dst += m * PAGE_SIZE_BYTES;
-		page += m;
-		n -= m;
-	}
-	return 0;
-}
-
 /* Does pre-copied data go into v: private anonymous areas with pages. */
 static int takes_precopy(const struct restore_vma *v)
 {
 	return v->img.kind == CRYO_VMA_ANON_PRIVATE && v->img.nr_pages_dumped;
 }
 
-/* The pages of v saved while the process still ran (pre-copy, image 1.1). */
-static int copy_precopy_into(struct restore_ctx *r, struct restore_vma *v)
+/* The decompression threads, started at the first use (NULL: out of memory). */
+static struct unpack_pool *pool_of(struct restore_ctx *r)
 {
-	const struct restore_proc *p = r->me;
-	const struct restore_vma *pre = &p->precopy;
-	struct page_source src = { 0 };
-	long cached = -1;
-	int ret = 0;
-
-	for (uint32_t i = first_run_above(pre->runs, pre->nr_runs, v->img.start);
-	     i < pre->nr_runs && pre->runs[i].vaddr < v->img.end && !ret; i++) {
-		uint64_t end = pre->runs[i].vaddr + pre->runs[i].nr_pages * PAGE_SIZE_BYTES;
-		uint64_t lo = pre->runs[i].vaddr > v->img.start ? pre->runs[i].vaddr : v->img.start;
-		uint64_t hi = end < v->img.end ? end : v->img.end;
-
-		ret = copy_precopied(r, v, p->precopy_run_page[i] +
-				     (lo - pre->runs[i].vaddr) / PAGE_SIZE_BYTES,
-				     (hi - lo) / PAGE_SIZE_BYTES,
-				     (uint8_t *)(v->premap_addr + (lo - v->img.start)), &src, &cached);
+	if (!r->unpack_tried) {
+		r->unpack_tried = 1;
+		r->unpack = unpack_start(r);
 	}
-	free(src.zraw);
-	free(src.zin);
-	return ret;
+	return r->unpack;
 }
 
 /*
@@ -405,22 +336,13 @@ static int copy_precopy_into(struct restore_ctx *r, struct restore_vma *v)
 static int fill_precopy_all(struct restore_ctx *r)
 {
 	struct restore_proc *p = r->me;
-	int ret = 0;
 
-	if (!p->precopy.nr_runs)
+	if (!p->nr_precopy_secs)
 		return 0;
-	if (unpack_precopy_wanted(r)) {
-		if (!r->unpack_tried) {
-			r->unpack_tried = 1;
-			r->unpack = unpack_start(r);
-		}
-		if (r->unpack)
-			return unpack_precopy(r->unpack, r, takes_precopy);
-	}
-	for (uint32_t i = 0; i < p->nr_vmas && !ret; i++)
-		if (is_premapped(&p->vmas[i]) && takes_precopy(&p->vmas[i]))
-			ret = copy_precopy_into(r, &p->vmas[i]);
-	return ret;
+	if (!pool_of(r))
+		return cryo_fail(CRYO_ERESTORE, "restore: process %d: pre-copied pages: %s",
+				 p->task.pid, strerror(ENOMEM));
+	return unpack_precopy(r->unpack, r, takes_precopy);
 }
 
 static int drop_stale_precopy(struct restore_ctx *r, struct restore_vma *v)
@@ -521,15 +443,8 @@ static int premap_fill(struct restore_ctx *r, struct restore_vma *v)
 	/* pre-copied pages can only be kept where the area has pages (nr_pages_dumped) */
 	if (takes_precopy(v))
 		ret = drop_stale_precopy(r, v);
-	if (!ret && unpack_area_wanted(r, v)) {
-		if (!r->unpack_tried) {
-			r->unpack_tried = 1;
-			r->unpack = unpack_start(r);
-		}
-		if (r->unpack)
-			ret = unpack_area(r->unpack, r, v);
-		else
-			ret = fill_pages(r, v, 1);
+	if (!ret && unpack_area_wanted(r, v) && pool_of(r)) {
+		ret = unpack_area(r->unpack, r, v);
 	} else if (!ret) {
 		ret = fill_pages(r, v, v->img.kind == CRYO_VMA_ANON_PRIVATE);
 	}

@@ -184,10 +184,10 @@ int restore_files(struct restore_ctx *r);
 #define RESTORE_CHILD_EXIT_IMAGE 122
 int restore_memory_and_jump(struct restore_ctx *r);
 /*
- * unpack.c, for phase 40: compressed areas decompressed by several threads
- * of the process being restored, at TIDs the image does not use and free
- * again once unpack_stop() returns. unpack_start() returns NULL when that is
- * not possible (then decompress on this thread).
+ * unpack.c, for phase 40: page data read (and decompressed) as jobs, by
+ * this thread and extra threads of the process being restored, at TIDs the
+ * image does not use and free again once unpack_stop() returns (none with
+ * one CPU). unpack_start() returns NULL only when out of memory.
  */
 struct unpack_pool;
 struct unpack_pool *unpack_start(const struct restore_ctx *r);
@@ -196,9 +196,10 @@ void unpack_stop(struct unpack_pool *u);
 int unpack_area_wanted(const struct restore_ctx *r, const struct restore_vma *v);
 /* Fill the premapped copy of v from its compressed sections. */
 int unpack_area(struct unpack_pool *u, struct restore_ctx *r, struct restore_vma *v);
-/* Is every pre-copied page data section compressed, and more than one? */
-int unpack_precopy_wanted(const struct restore_ctx *r);
-/* Pre-copied pages into every premapped area of ours that takes() them. */
+/*
+ * Pre-copied pages (plain or compressed) into every premapped area of ours
+ * that takes() them, each section checked as it lands.
+ */
 int unpack_precopy(struct unpack_pool *u, struct restore_ctx *r,
 		   int (*takes)(const struct restore_vma *area));
 /* In the root, before any child: make, map and fill every shared memory object. */

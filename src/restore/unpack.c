@@ -1,9 +1,11 @@
 /*
- * Phase 40's helper: compressed page data decompressed by several threads.
+ * Phase 40's helper: page data read (and decompressed) by several threads.
  *
- * A compressed area's chunks (ZPAGES sections, each on its own) are shared
- * out to threads of the process being restored, which read, check and
- * decompress them straight into the premapped area. Those threads must not
+ * A compressed area's chunks (ZPAGES sections, each on its own), and the
+ * pre-copied data of the whole process (plain or compressed), are shared
+ * out as jobs to threads of the process being restored, which read, check
+ * and decompress them straight into the premapped areas. With one CPU, or
+ * if no thread can be started, the calling thread does every job. Those threads must not
  * take a TID the image needs (the restorer creates the image's threads
  * later with exactly their TIDs): each is created with clone3 set_tid at an
  * ID the image does not use, and is gone, its TID free again, before the
@@ -29,6 +31,8 @@
 #define WORKER_STACK_BYTES (256 * 1024)
 #define ZIN_BYTES (2 * (size_t)CRYO_ZPAGES_MAX_RAW)
 #define TID_ATTEMPTS 256
+/* plain data is read in pieces, each populated first and checksummed while in the cache */
+#define PLAIN_PIECE_BYTES (1ul << 20)
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
 #endif
@@ -41,17 +45,18 @@ enum job_error {
 };
 
 /*
- * One ZPAGES section, and where its pages go: from byte run_off of run
- * `run` of v's page list on. v is the area being filled, or (pre-copy,
- * p set) the process's pre-copy list, whose pages go to each area of p
- * that takes them.
+ * One page data section (ZPAGES, or plain PAGES), and where its pages go:
+ * from byte run_off of run `run` of v's page list on. v is the area being
+ * filled, or (pre-copy, p set) the process's pre-copy list, whose pages go
+ * to each area of p that takes them.
  */
 struct unpack_job {
 	const struct restore_vma *v;
 	const struct restore_proc *p;
 	int (*takes)(const struct restore_vma *area);
-	uint64_t file_off;	/* its compressed bytes, after the header */
-	uint32_t comp_len, raw_len;
+	uint64_t file_off;	/* its data (compressed: after the header) */
+	uint64_t comp_len, raw_len;	/* plain: raw_len only */
+	int plain;
 	uint32_t run;
 	uint64_t run_off;
 	uint32_t sec, crc_seed, crc_want;
@@ -222,12 +227,78 @@ static void place(const struct unpack_job *j, uint64_t addr, const uint8_t *src,
 	}
 }
 
+/*
+ * Where the job's pages from addr on go, for at most *n bytes (shortened
+ * to what goes to one place): the premapped area, or NULL for pages that
+ * go nowhere (pre-copied pages of an area that does not take them).
+ */
+static uint8_t *piece_dest(const struct unpack_job *j, uint64_t addr, uint64_t *n)
+{
+	const struct restore_vma *a = j->v;
+
+	if (j->p) {
+		a = area_from(j->p, addr);
+		if (!a || a->img.start >= addr + *n)
+			return NULL;
+		if (a->img.start > addr) {
+			*n = a->img.start - addr;
+			return NULL;
+		}
+		if (a->img.end - addr < *n)
+			*n = a->img.end - addr;
+		if (!j->takes(a))
+			return NULL;
+	}
+	return (uint8_t *)(a->premap_addr + (addr - a->img.start));
+}
+
+/* Plain data: read piece by piece straight into place, checksummed as it lands. */
+static void do_plain_job(struct unpack_pool *u, struct unpack_worker *w, struct unpack_job *j)
+{
+	const struct cryo_img_page_run *runs = j->v->runs;
+	uint64_t off = j->run_off, left = j->raw_len, file_off = j->file_off;
+	uint32_t crc = 0;
+
+	for (uint32_t i = j->run; left; i++, off = 0) {
+		uint64_t addr = runs[i].vaddr + off;
+		uint64_t in_run = runs[i].nr_pages * PAGE_SIZE_BYTES - off;
+
+		if (in_run > left)
+			in_run = left;
+		left -= in_run;
+		while (in_run) {
+			uint64_t n = in_run < PLAIN_PIECE_BYTES ? in_run : PLAIN_PIECE_BYTES;
+			uint8_t *dst = piece_dest(j, addr, &n);
+
+			if (dst)
+				raw4(SYS_madvise, (long)dst, (long)n, MADV_POPULATE_WRITE, 0);
+			else
+				dst = w->zin;	/* read for the checksum only */
+			j->err = read_all(u->img_fd, dst, n, file_off);
+			if (j->err) {
+				j->error = JOB_READ;
+				return;
+			}
+			crc = crc32c(crc, dst, n);
+			addr += n;
+			file_off += n;
+			in_run -= n;
+		}
+	}
+	if (crc != j->crc_want)
+		j->error = JOB_CRC;
+}
+
 static void do_job(struct unpack_pool *u, struct unpack_worker *w, struct unpack_job *j)
 {
 	const struct cryo_img_page_run *runs = j->v->runs;
 	uint64_t start = runs[j->run].vaddr + j->run_off;
 	uint8_t *dst = NULL;
 
+	if (j->plain) {
+		do_plain_job(u, w, j);
+		return;
+	}
 	j->err = read_all(u->img_fd, w->zin, j->comp_len, j->file_off);
 	if (j->err) {
 		j->error = JOB_READ;
@@ -410,8 +481,6 @@ struct unpack_pool *unpack_start(const struct restore_ctx *r)
 	pid_t next;
 	FILE *f;
 
-	if (cpus < 2)
-		return NULL;
 	f = fopen("/proc/sys/kernel/pid_max", "re");
 	if (f) {
 		if (fscanf(f, "%ld", &pid_max) != 1)
@@ -419,7 +488,7 @@ struct unpack_pool *unpack_start(const struct restore_ctx *r)
 		fclose(f);
 	}
 	if (pid_max < 1024)
-		return NULL;
+		cpus = 1;	/* no room to step around the image's IDs: no threads */
 	u = xzalloc(sizeof(*u));
 	if (!u)
 		return NULL;
@@ -447,11 +516,6 @@ struct unpack_pool *unpack_start(const struct restore_ctx *r)
 			break;
 		}
 		u->nr_workers++;
-	}
-	if (!u->nr_workers) {
-		pool_stop(u);
-		free(u);
-		return NULL;
 	}
 	cryo_debug("restore: process %d decompresses on %d threads", r->me->task.pid,
 		   u->nr_workers + 1);
@@ -496,13 +560,6 @@ int unpack_area_wanted(const struct restore_ctx *r, const struct restore_vma *v)
 	return all_compressed(r, v->first_pages_section, v->nr_pages_sections);
 }
 
-int unpack_precopy_wanted(const struct restore_ctx *r)
-{
-	const struct restore_vma *pre = &r->me->precopy;
-
-	return all_compressed(r, pre->first_pages_section, pre->nr_pages_sections);
-}
-
 /* The job of compressed section sec, its pages from byte run_off of run `run` of v on. */
 static int plan_job(struct restore_ctx *r, const struct restore_vma *v, uint32_t sec,
 		    uint32_t run, uint64_t run_off, struct unpack_job *j)
@@ -512,6 +569,17 @@ static int plan_job(struct restore_ctx *r, const struct restore_vma *v, uint32_t
 	struct cryo_zpages_header zh;
 	int ret;
 
+	if (run >= v->nr_runs)
+		return fail_area(r, v, "page data longer than its page list", EINVAL);
+	if (e->type == CRYO_SEC_PAGES) {
+		/* phase 10 checked that the length is whole pages, matching the list */
+		*j = (struct unpack_job){
+			.v = v, .file_off = off, .raw_len = e->length, .plain = 1,
+			.run = run, .run_off = run_off, .sec = sec,
+			.crc_want = imgr_payload_crc(r->img, sec),
+		};
+		return 0;
+	}
 	/* lengths were checked in phase 10, but the file may have changed since */
 	if (e->length <= sizeof(zh) || e->length - sizeof(zh) > ZIN_BYTES)
 		return fail_area(r, v, "reading its compressed pages", EINVAL);
@@ -520,11 +588,9 @@ static int plan_job(struct restore_ctx *r, const struct restore_vma *v, uint32_t
 		return fail_area(r, v, "reading its compressed pages", -ret);
 	if (!zh.raw_len || zh.raw_len > CRYO_ZPAGES_MAX_RAW)
 		return fail_area(r, v, "decompressing its pages", EINVAL);
-	if (run >= v->nr_runs)
-		return fail_area(r, v, "page data longer than its page list", EINVAL);
 	*j = (struct unpack_job){
 		.v = v, .file_off = off + sizeof(zh),
-		.comp_len = (uint32_t)(e->length - sizeof(zh)), .raw_len = zh.raw_len,
+		.comp_len = e->length - sizeof(zh), .raw_len = zh.raw_len,
 		.run = run, .run_off = run_off, .sec = sec,
 		.crc_seed = crc32c(0, &zh, sizeof(zh)),
 		.crc_want = imgr_payload_crc(r->img, sec), .codec = (int)zh.codec,
@@ -574,7 +640,7 @@ static int run_batch(struct unpack_pool *u, struct restore_ctx *r, struct unpack
 		const struct unpack_job *j = &jobs[i];
 
 		if (j->error == JOB_READ)
-			ret = fail_area(r, j->v, "reading its compressed pages", j->err);
+			ret = fail_area(r, j->v, "reading its pages from the image", j->err);
 		else if (j->error == JOB_CRC)
 			ret = imgr_payload_crc_mismatch(r->img, j->sec);
 		else if (j->error == JOB_DECOMPRESS)
@@ -646,7 +712,7 @@ int unpack_precopy(struct unpack_pool *u, struct restore_ctx *r,
 		jobs[k].p = p;
 		jobs[k].takes = takes;
 	}
-	if (!ret) {
+	if (!ret && p->nr_precopy_secs) {
 		uint32_t run = jobs[p->nr_precopy_secs - 1].run;
 		uint64_t off = jobs[p->nr_precopy_secs - 1].run_off;
 

@@ -192,9 +192,9 @@ int restore_memory_and_jump(struct restore_ctx *r);
 struct unpack_pool;
 struct unpack_pool *unpack_start(const struct restore_ctx *r);
 void unpack_stop(struct unpack_pool *u);
-/* Is every page data section of v compressed, and more than one? */
+/* Has v more than one section of page data (worth sharing out)? */
 int unpack_area_wanted(const struct restore_ctx *r, const struct restore_vma *v);
-/* Fill the premapped copy of v from its compressed sections. */
+/* Fill the premapped copy of v from its page data, each section checked as it lands. */
 int unpack_area(struct unpack_pool *u, struct restore_ctx *r, struct restore_vma *v);
 /*
  * Pre-copied pages (plain or compressed) into every premapped area of ours

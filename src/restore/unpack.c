@@ -541,26 +541,20 @@ static int fail_area(const struct restore_ctx *r, const struct restore_vma *v,
 			 v->name[0] ? v->name : "anonymous", what, strerror(err));
 }
 
-static int all_compressed(const struct restore_ctx *r, uint32_t first, uint32_t nr)
+int unpack_area_wanted(const struct restore_ctx *r, const struct restore_vma *v)
 {
 	uint32_t n = 0;
 
-	for (uint32_t s = first; s < first + nr; s++) {
+	for (uint32_t s = v->first_pages_section; s < v->first_pages_section + v->nr_pages_sections;
+	     s++) {
 		uint32_t type = imgr_section(r->img, s)->type;
 
-		if (type == CRYO_SEC_PAGES)
-			return 0;
-		n += type == CRYO_SEC_ZPAGES;
+		n += type == CRYO_SEC_PAGES || type == CRYO_SEC_ZPAGES;
 	}
 	return n > 1;
 }
 
-int unpack_area_wanted(const struct restore_ctx *r, const struct restore_vma *v)
-{
-	return all_compressed(r, v->first_pages_section, v->nr_pages_sections);
-}
-
-/* The job of compressed section sec, its pages from byte run_off of run `run` of v on. */
+/* The job of page data section sec, its pages from byte run_off of run `run` of v on. */
 static int plan_job(struct restore_ctx *r, const struct restore_vma *v, uint32_t sec,
 		    uint32_t run, uint64_t run_off, struct unpack_job *j)
 {
@@ -660,8 +654,9 @@ int unpack_area(struct unpack_pool *u, struct restore_ctx *r, struct restore_vma
 		return fail_area(r, v, "allocating decompression jobs", ENOMEM);
 	for (uint32_t s = 0; s < v->nr_pages_sections && !ret; s++) {
 		uint32_t sec = v->first_pages_section + s;
+		uint32_t type = imgr_section(r->img, sec)->type;
 
-		if (imgr_section(r->img, sec)->type != CRYO_SEC_ZPAGES)
+		if (type != CRYO_SEC_PAGES && type != CRYO_SEC_ZPAGES)
 			continue;
 		ret = plan_job(r, v, sec, run, run_off, &jobs[count]);
 		if (!ret && advance(v, &run, &run_off, jobs[count].raw_len))

@@ -70,7 +70,8 @@ struct worker {
  * with a context of their own; the writer thread writes the chunks strictly
  * in the order they were read, from a ring of slots. While the pipe runs
  * only the writer thread touches the image writer (page_pipe_drain() hands
- * it back), and only pre-copy (before the pipe) uses the tree's codec.
+ * it back). The tree's codec only serves as the model of the threads'
+ * contexts. The threads inherit cryo's mask of deferred signals.
  */
 struct page_pipe {
 	struct dump_tree *t;

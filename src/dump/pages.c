@@ -293,8 +293,8 @@ static void *worker_main(void *arg)
 
 /*
  * Compression threads: one per CPU, as many as fit in PIPE_BUDGET with
- * their contexts and chunks (high zstd levels have large contexts), at
- * least one.
+ * their contexts and chunks, at least one: 6 for lz4 and zstd level 1, 2
+ * for level 7, 1 from level 9 (whose contexts take 12 MiB and more).
  */
 static int nr_workers_for(const struct dump_tree *t)
 {

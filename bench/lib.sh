@@ -18,7 +18,7 @@ calc() { awk "BEGIN { printf \"%.6f\", $* }"; }
 
 bench_build() {
 	mkdir -p "$BIN"
-	"$CC" "${CFLAGS_BENCH[@]}" -o "$BIN/bounds" bench/bounds.c -lzstd -llz4
+	"$CC" "${CFLAGS_BENCH[@]}" -o "$BIN/bounds" bench/bounds.c -lzstd -llz4 -lpthread
 	"$CC" "${CFLAGS_BENCH[@]}" -o "$BIN/memhog" bench/memhog.c
 	"$CC" "${CFLAGS_BENCH[@]}" -o "$BIN/scale" bench/scale.c -lpthread
 	"$CC" "${CFLAGS_BENCH[@]}" -o "$BIN/runstat" bench/runstat.c

@@ -80,7 +80,7 @@ BEGIN {
 		for (i = 1; i <= 2; i++) {
 			if (B[cs[i] "_ratio"] == "")
 				continue
-			printf "  %-44s %8s GB/s\n", cs[i] " compress (text, 8 MiB chunks)", fmt(B[cs[i] "_compress_gbps"], "%.2f")
+			printf "  %-44s %8s GB/s\n", cs[i] " compress (text, a thread per CPU)", fmt(B[cs[i] "_compress_gbps"], "%.2f")
 			printf "  %-44s %8s GB/s\n", cs[i] " decompress", fmt(B[cs[i] "_decompress_gbps"], "%.2f")
 			printf "  %-44s %8s : 1\n", cs[i] " ratio", fmt(B[cs[i] "_ratio"], "%.2f")
 		}
@@ -130,19 +130,19 @@ function cell_time(key, ph,    r) {
 function print_table(    i, k, f, r, fr, ck) {
 	print ""
 	printf "results (best of %d run%s%s; x = bound time / measured time, 1.00 = the machine's speed)\n", runs, (runs > 1 ? "s" : ""), warm ? "" : ", no warm-up"
-	printf "%5s %-6s %-5s %-4s %8s %9s %5s %8s %5s %8s %5s %8s %5s %7s %7s %7s  %s\n",
+	printf "%5s %-6s %-5s %-7s %8s %9s %5s %8s %5s %8s %5s %8s %5s %7s %7s %7s  %s\n",
 		"MiB", "data", "store", "zip", "imageMiB", "frozen_ms", "/wr",
 		"ckpt_s", "x", "rest_s", "x", "cold_s", "x", "rssCkMB", "rssRsMB", "+rssMB", "check"
 	for (i = 1; i <= nk; i++) {
 		k = order[i]
 		split(k, f, SUBSEP)
 		if (!((k, "checkpoint") in best)) {
-			printf "%5s %-6s %-5s %-4s  %s\n", f[1], f[2], f[3], f[4], (k in bad) ? bad[k] : "no figure"
+			printf "%5s %-6s %-5s %-7s  %s\n", f[1], f[2], f[3], f[4], (k in bad) ? bad[k] : "no figure"
 			continue
 		}
 		ck = best[k, "checkpoint"]
 		fr = best[k, "frozen"]
-		printf "%5s %-6s %-5s %-4s %8.1f %9.1f %5s%s%s%s %7.1f %7.1f %7.1f  %s\n",
+		printf "%5s %-6s %-5s %-7s %8.1f %9.1f %5s%s%s%s %7.1f %7.1f %7.1f  %s\n",
 			f[1], f[2], f[3], f[4], R[ck, 9] / 1048576, R[fr, 8], fmt(frozen_ratio(fr), "%.2f"),
 			cell_time(k, "checkpoint"), cell_time(k, "restore"), cell_time(k, "restore-cold"),
 			rss[k, "checkpoint"] / 1024, max2(rss[k, "restore"], rss[k, "restore-cold"]) / 1024,

@@ -39,10 +39,11 @@
 #
 # usage: bench/run.sh [--json] [--quick] [--mib "1024 4096"]
 #                     [--patterns "random zero text sparse"]
-#                     [--storage "tmpfs disk"] [--codecs "zstd lz4"]
+#                     [--storage "tmpfs disk"] [--codecs "zstd lz4 zstd:LEVEL"]
 #                     [--runs N] [--no-sync] [--no-warm] [--bounds-mib N]
 #   --quick     1 GiB only, tmpfs only (compression then goes to tmpfs)
-#   --codecs "" no compression variants
+#   --codecs "" no compression variants (zstd:LEVEL: that level, -50..19;
+#               only zstd's default level 1 has a codec bound, so a ratio)
 #   --no-warm   do not warm up memory before each timed command (see
 #               bench/runstat.c: in this VM, memory that sat free for a few
 #               seconds costs 3-4 times as much to touch again)
@@ -125,7 +126,7 @@ parse_args() {
 		case $v in tmpfs | disk) ;; *) usage ;; esac
 	done
 	for v in $codecs; do
-		case $v in zstd | lz4) ;; *) usage ;; esac
+		case $v in zstd | lz4 | zstd:[1-9] | zstd:1[0-9] | zstd:-[1-9] | zstd:-[1-4][0-9] | zstd:-50) ;; *) usage ;; esac
 	done
 }
 

@@ -235,6 +235,10 @@ usage_checks() {
 	check "cryo restore without an image -> 64" chk_usage_error restore
 	check "cryo checkpoint --pre-copy=sometimes -> 64" chk_usage_error checkpoint 1 \
 		-o "$WORK/x.img" --pre-copy=sometimes
+	for c in zstd:0 zstd:20 zstd:-51 zstd: zstd:1x brotli; do
+		check "cryo checkpoint --compress=$c -> 64" chk_usage_error checkpoint 1 \
+			-o "$WORK/x.img" --compress="$c"
+	done
 	[ -e "$WORK/x.img" ] && echo "# note: a usage error left $WORK/x.img behind"
 }
 

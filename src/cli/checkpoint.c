@@ -62,9 +62,11 @@ static int parse_compress(const char *arg, struct cryo_checkpoint_opts *opts)
 	} else if (!strncmp(arg, "zstd:", 5)) {
 		opts->compress = 1;
 		opts->compress_level = strtol(arg + 5, &end, 10);
-		if (*end || opts->compress_level < 1 || opts->compress_level > 19) {
-			fprintf(stderr, "cryo: checkpoint: zstd level must be 1..19, not '%s'\n",
-				arg + 5);
+		/* negative: zstd's fast levels (--fast=N of the zstd tool); 0 is ambiguous */
+		if (!arg[5] || *end || opts->compress_level < -50 || opts->compress_level > 19 ||
+		    !opts->compress_level) {
+			fprintf(stderr, "cryo: checkpoint: zstd level must be 1..19 or -1..-50, "
+				"not '%s'\n", arg + 5);
 			return -1;
 		}
 	} else if (!strcmp(arg, "lz4")) {

@@ -467,22 +467,25 @@ out:
 
 static int write_image(struct dump_tree *t, struct img_writer *w)
 {
+	struct page_pipe *pp = NULL;
 	int ret = write_tables(t, w);
 
 	if (!ret)
 		ret = write_blobs(t, w);
+	if (!ret)
+		ret = page_pipe_start(&pp, t, w);
 	if (!ret && t->nr_shmems) {
 		struct cryo_img_shmem *tab = malloc(t->nr_shmems * sizeof(*tab));
 
 		if (!tab)
-			return cryo_fail(CRYO_EINTERNAL, "out of memory");
+			return page_pipe_finish(pp, cryo_fail(CRYO_EINTERNAL, "out of memory"));
 		for (int k = 0; k < t->nr_shmems; k++)
 			tab[k] = t->shmems[k].img;
 		ret = imgw_section(w, CRYO_SEC_SHMEM, 0, sizeof(*tab), t->nr_shmems, tab,
 				   (uint64_t)t->nr_shmems * sizeof(*tab));
 		free(tab);
 		if (!ret)
-			ret = dump_shmem_pages(t, w);
+			ret = dump_shmem_pages(t, pp);
 	}
 	for (int p = 0; p < t->nr_procs && !ret; p++) {
 		struct dump_ctx *c = t->procs[p];
@@ -497,9 +500,9 @@ static int write_image(struct dump_tree *t, struct img_writer *w)
 					   c->precopy_drop.runs,
 					   (uint64_t)c->precopy_drop.nr * sizeof(struct cryo_img_page_run));
 		if (!ret)
-			ret = dump_pages(c, w);
+			ret = dump_pages(c, pp);
 	}
-	return ret;
+	return page_pipe_finish(pp, ret);
 }
 
 static void free_proc(struct dump_ctx *c)
@@ -547,7 +550,6 @@ static void free_tree(struct dump_tree *t)
 	free(t->procs);
 	precopy_free(t);
 	codec_free(t->codec);
-	free(t->zbuf);
 	strtab_free(&t->strings);
 }
 

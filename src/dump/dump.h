@@ -84,13 +84,12 @@ struct dump_tree {
 	int nr_blobs;
 	uint64_t next_file_id;
 	int external;		/* --external: pipes/FIFOs leading outside are allowed */
-	struct codec *codec;	/* page data compression, or NULL */
+	struct codec *codec;	/* page data compression, or NULL; the page pipe's
+				   threads each use a copy (codec_new_like) */
 	int codec_id;		/* enum cryo_codec */
 	struct dump_shmem *shmems;
 	int nr_shmems;
 	uint64_t image_bytes;
-	uint8_t *zbuf;		/* compressed chunk */
-	size_t zbuf_len;
 	struct precopy *precopy;	/* NULL without pre-copy */
 };
 
@@ -104,13 +103,44 @@ int collect_fds(struct dump_ctx *c);
 int resolve_shared_fds(struct dump_tree *t);
 int add_blob(struct dump_tree *t, struct cryo_img_fd *f, int src_fd, uint64_t len,
 	     uint8_t *data);
-int dump_pages(struct dump_ctx *c, struct img_writer *w);
+/*
+ * The page pipe (pages.c): chunks of page data read by the calling thread,
+ * compressed by a pool of threads (compressed images), written in order by
+ * a writer thread. While it runs, only the pipe writes to the image:
+ * page_pipe_drain() before writing anything else.
+ */
+struct page_pipe;
+/* A chunk: the caller fills buf (page_pipe_chunk_bytes()) and may use kept. */
+struct page_chunk {
+	uint8_t *buf;
+	struct page_runs kept;	/* the caller's: page list of buf, if it wants one */
+	/* the pipe's: */
+	const struct page_runs *map;	/* written as PAGEMAP before the data, or NULL */
+	size_t len;
+	uint64_t id;
+	uint8_t *zbuf;		/* ZPAGES payload (compressed images) */
+	size_t zlen;
+	uint32_t crc;		/* of what is written: buf[0..len) or zbuf[0..zlen) */
+};
+int page_pipe_start(struct page_pipe **ppp, struct dump_tree *t, struct img_writer *w);
+size_t page_pipe_chunk_bytes(const struct page_pipe *pp);
+/* The next chunk to fill, once one is free; NULL and *err if the pipe failed. */
+struct page_chunk *page_pipe_get(struct page_pipe *pp, int *err);
+/*
+ * Queue the chunk from page_pipe_get(): len bytes of buf as section id,
+ * after a PAGEMAP of map (kept or a list that outlives the pipe) if not NULL.
+ */
+void page_pipe_put(struct page_pipe *pp, struct page_chunk *ch, uint64_t id,
+		   const struct page_runs *map, size_t len);
+/* Wait until everything queued is written; the pipe's first error. */
+int page_pipe_drain(struct page_pipe *pp);
+/* Write what is queued (or drop it if ret != 0), stop and free; ret or the pipe's error. */
+int page_pipe_finish(struct page_pipe *pp, int ret);
+/* Each drains the pipe before it returns. */
+int dump_pages(struct dump_ctx *c, struct page_pipe *pp);
 /* Group shared memory areas and memfd descriptors into objects; find their pages. */
 int collect_shmem(struct dump_tree *t);
-int dump_shmem_pages(struct dump_tree *t, struct img_writer *w);
-/* One group of page data: PAGEMAP with runs, then PAGES (or ZPAGES) with len bytes. */
-int dump_write_pages(struct dump_tree *t, struct img_writer *w, uint64_t id,
-		     const struct page_runs *runs, const uint8_t *buf, size_t len);
+int dump_shmem_pages(struct dump_tree *t, struct page_pipe *pp);
 
 /*
  * Pre-copy (precopy.c): with the tree frozen, arm write tracking in each

@@ -38,7 +38,6 @@
 #include "kernel/uffd.h"
 #include "util/util.h"
 
-#define PRECOPY_CHUNK_BYTES (8ul << 20)
 #define PRECOPY_MAX_IOV 1024
 #define SCAN_REGIONS 512
 /* Below this much anonymous memory in the tree, one freeze costs less than two. */
@@ -71,11 +70,9 @@ struct precopy {
 	struct precopy_proc *procs;
 	int nr_procs;
 	uint64_t pages_copied;
-	uint8_t *buf;
-	struct iovec remote[PRECOPY_MAX_IOV];
+	struct iovec remote[PRECOPY_MAX_IOV];	/* the next chunk to read */
 	int nr_iov;
 	size_t len;
-	struct page_runs runs;
 };
 
 static inline void bit_set(uint64_t *map, uint64_t i)
@@ -426,7 +423,7 @@ static int page_is_zero(const uint8_t *p)
 
 struct copy_ctx {
 	struct dump_tree *t;
-	struct img_writer *w;
+	struct page_pipe *pipe;
 	struct precopy_proc *pp;
 	struct precopy_area *a;
 	int err;		/* CRYO_E* from writing the image */
@@ -440,47 +437,54 @@ struct copy_ctx {
 static int flush(struct copy_ctx *x)
 {
 	struct precopy *pc = x->t->precopy;
-	struct iovec local = { pc->buf, pc->len };
+	struct page_chunk *ch;
 	size_t in = 0, out = 0;
 	ssize_t n;
 	int ret = 0;
 
 	if (!pc->len)
 		return 0;
+	ch = page_pipe_get(x->pipe, &ret);
+	if (!ch)
+		return ret;
+	struct iovec local = { ch->buf, pc->len };
+
 	n = process_vm_readv(x->pp->pid, &local, 1, pc->remote, pc->nr_iov, 0);
-	pc->runs.nr = 0;
+	ch->kept.nr = 0;
 	for (int i = 0; i < pc->nr_iov && n > 0; i++) {
 		uint64_t addr = (uint64_t)pc->remote[i].iov_base;
 
 		for (size_t off = 0; off < pc->remote[i].iov_len && in < (size_t)n;
 		     off += PAGE_SIZE_BYTES, in += PAGE_SIZE_BYTES) {
 			bit_set(x->a->copied, (addr + off - x->a->start) / PAGE_SIZE_BYTES);
-			if (page_is_zero(pc->buf + in))
+			if (page_is_zero(ch->buf + in))
 				continue;
 			if (out != in)
-				memcpy(pc->buf + out, pc->buf + in, PAGE_SIZE_BYTES);
+				memcpy(ch->buf + out, ch->buf + in, PAGE_SIZE_BYTES);
 			out += PAGE_SIZE_BYTES;
-			if (page_runs_add(&pc->runs, addr + off))
+			if (page_runs_add(&ch->kept, addr + off))
 				return CRYO_EINTERNAL;
 		}
 	}
 	if (out) {
-		ret = dump_write_pages(x->t, x->w, CRYO_PRECOPY_PAGES_ID | (uint32_t)x->pp->pid,
-				       &pc->runs, pc->buf, out);
+		/* marked copied now, in the image once the pipe is drained (or the checkpoint fails) */
+		page_pipe_put(x->pipe, ch, CRYO_PRECOPY_PAGES_ID | (uint32_t)x->pp->pid, &ch->kept,
+			      out);
 		pc->pages_copied += out / PAGE_SIZE_BYTES;
 	}
 	pc->len = 0;
 	pc->nr_iov = 0;
-	return ret ? ret : fault_point("checkpoint:precopy-copy");
+	return fault_point("checkpoint:precopy-copy");
 }
 
 static int copy_region(void *opaque, uint64_t start, uint64_t end)
 {
 	struct copy_ctx *x = opaque;
 	struct precopy *pc = x->t->precopy;
+	size_t chunk = page_pipe_chunk_bytes(x->pipe);
 
 	while (start < end) {
-		size_t room = PRECOPY_CHUNK_BYTES - pc->len;
+		size_t room = chunk - pc->len;
 		size_t n = end - start < room ? end - start : room;
 		int ret;
 
@@ -489,7 +493,7 @@ static int copy_region(void *opaque, uint64_t start, uint64_t end)
 		pc->nr_iov++;
 		pc->len += n;
 		start += n;
-		if (pc->len == PRECOPY_CHUNK_BYTES || pc->nr_iov == PRECOPY_MAX_IOV) {
+		if (pc->len == chunk || pc->nr_iov == PRECOPY_MAX_IOV) {
 			ret = flush(x);
 			if (ret) {
 				x->err = ret;
@@ -503,14 +507,11 @@ static int copy_region(void *opaque, uint64_t start, uint64_t end)
 int precopy_copy(struct dump_tree *t, struct img_writer *w)
 {
 	struct precopy *pc = t->precopy;
-	int ret = 0;
+	struct page_pipe *pipe;
+	int ret = page_pipe_start(&pipe, t, w);
 
-	pc->buf = mmap(NULL, PRECOPY_CHUNK_BYTES, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (pc->buf == MAP_FAILED) {
-		pc->buf = NULL;
-		return cryo_fail(CRYO_EINTERNAL, "cannot allocate the pre-copy buffer");
-	}
+	if (ret)
+		return ret;
 	for (int p = 0; p < pc->nr_procs && !ret; p++) {
 		struct precopy_proc *pp = &pc->procs[p];
 		char path[64];
@@ -521,7 +522,7 @@ int precopy_copy(struct dump_tree *t, struct img_writer *w)
 		if (fd < 0)
 			continue;	/* gone: the final freeze will tell */
 		for (int i = 0; i < pp->nr_areas && !ret; i++) {
-			struct copy_ctx x = { t, w, pp, &pp->areas[i], 0 };
+			struct copy_ctx x = { t, pipe, pp, &pp->areas[i], 0 };
 
 			/*
 			 * Present, not the zero page: the same choice as collect_mm. A
@@ -533,6 +534,7 @@ int precopy_copy(struct dump_tree *t, struct img_writer *w)
 		}
 		close(fd);
 	}
+	ret = page_pipe_finish(pipe, ret);
 	cryo_debug("pre-copy: %llu pages copied while running",
 		   (unsigned long long)pc->pages_copied);
 	return ret;
@@ -713,9 +715,6 @@ void precopy_free(struct dump_tree *t)
 		free(pc->procs[p].restarts);
 	}
 	free(pc->procs);
-	if (pc->buf)
-		munmap(pc->buf, PRECOPY_CHUNK_BYTES);
-	free(pc->runs.runs);
 	free(pc);
 	t->precopy = NULL;
 }

@@ -1,13 +1,15 @@
 /*
- * zstd and lz4 behind one small interface (codec.h). zstd runs with two
- * worker threads (this machine's cores) on each chunk; the level defaults
- * to 1, which keeps up with the copy on fast storage.
+ * zstd and lz4 behind one small interface (codec.h). Contexts are
+ * single-threaded: the checkpoint's page pipe runs one per compression
+ * thread on whole chunks, which scales better than zstd's own workers
+ * inside one chunk. The level defaults to 1; negative zstd levels trade
+ * ratio for speed.
  */
 #include "image/codec.h"
 
+#define ZSTD_STATIC_LINKING_ONLY	/* ZSTD_estimateCCtxSize_usingCParams */
 #include <lz4.h>
 #include <stdlib.h>
-#include <unistd.h>
 #include <zstd.h>
 
 #include "image/format.h"
@@ -17,6 +19,7 @@
 
 struct codec {
 	int codec;
+	int level;
 	ZSTD_CCtx *zctx;
 };
 
@@ -36,11 +39,11 @@ const char *codec_name(int codec)
 struct codec *codec_new(int codec, int level)
 {
 	struct codec *c = xzalloc(sizeof(*c));
-	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 
 	if (!c)
 		return NULL;
 	c->codec = codec;
+	c->level = level ? level : ZSTD_DEFAULT_LEVEL;
 	if (codec == CRYO_CODEC_ZSTD) {
 		c->zctx = ZSTD_createCCtx();
 		if (!c->zctx) {
@@ -48,11 +51,7 @@ struct codec *codec_new(int codec, int level)
 			cryo_log("cannot create a zstd context");
 			return NULL;
 		}
-		ZSTD_CCtx_setParameter(c->zctx, ZSTD_c_compressionLevel,
-				       level ? level : ZSTD_DEFAULT_LEVEL);
-		/* ignored (and harmless) by a libzstd built without threads */
-		if (cpus > 1)
-			ZSTD_CCtx_setParameter(c->zctx, ZSTD_c_nbWorkers, (int)cpus);
+		ZSTD_CCtx_setParameter(c->zctx, ZSTD_c_compressionLevel, c->level);
 	} else if (codec != CRYO_CODEC_LZ4) {
 		free(c);
 		cryo_log("unknown compression %d", codec);
@@ -67,6 +66,18 @@ void codec_free(struct codec *c)
 		return;
 	ZSTD_freeCCtx(c->zctx);
 	free(c);
+}
+
+struct codec *codec_new_like(const struct codec *c)
+{
+	return codec_new(c->codec, c->level);
+}
+
+size_t codec_context_bytes(const struct codec *c, size_t chunk)
+{
+	if (c->codec != CRYO_CODEC_ZSTD)
+		return 16 << 10;	/* lz4's state, on the stack */
+	return ZSTD_estimateCCtxSize_usingCParams(ZSTD_getCParams(c->level, chunk, 0));
 }
 
 size_t codec_bound(const struct codec *c, size_t n)

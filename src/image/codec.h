@@ -1,8 +1,8 @@
 /*
  * Compression of page data, one chunk at a time: a damaged chunk is caught
- * by its section checksum and never affects another. zstd compresses with
- * its own worker threads; both codecs decompress straight into the buffer
- * given.
+ * by its section checksum and never affects another. A context is used by
+ * one thread at a time; parallel compression takes one context per thread
+ * (codec_new_like). Both codecs decompress straight into the buffer given.
  */
 #ifndef CRYO_IMAGE_CODEC_H
 #define CRYO_IMAGE_CODEC_H
@@ -12,8 +12,12 @@
 
 struct codec;
 
-/* NULL with a log line on failure; codec is enum cryo_codec. */
+/* NULL with a log line on failure; codec is enum cryo_codec, level 0 the default. */
 struct codec *codec_new(int codec, int level);
+/* Another context with the same codec and level. */
+struct codec *codec_new_like(const struct codec *c);
+/* About how much memory one context takes to compress chunks of that size. */
+size_t codec_context_bytes(const struct codec *c, size_t chunk);
 void codec_free(struct codec *c);
 /* Worst-case output size for n input bytes. */
 size_t codec_bound(const struct codec *c, size_t n);

@@ -334,6 +334,15 @@ int imgw_section(struct img_writer *w, uint32_t type, uint64_t id, uint32_t entr
 	return ret ? ret : w_section(w, type, id, entry_size, entry_count, payload, len, 1);
 }
 
+int imgw_section_crc(struct img_writer *w, uint32_t type, uint64_t id, uint32_t entry_size,
+		     uint32_t entry_count, const void *payload, uint64_t len, uint32_t payload_crc)
+{
+	int ret = w_check_args(w, type, entry_size, entry_count, payload, len, 0);
+
+	return ret ? ret : w_section_crc(w, type, id, entry_size, entry_count, payload, len,
+					 payload_crc, 1);
+}
+
 int imgw_section_aligned(struct img_writer *w, uint32_t type, uint64_t id, uint32_t entry_size,
 			 uint32_t entry_count, const void *payload, uint64_t len)
 {

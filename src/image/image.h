@@ -26,6 +26,9 @@ int imgw_open(struct img_writer **w, const char *path, uint64_t xfeatures, uint6
 /* Append one section whose payload is in memory. */
 int imgw_section(struct img_writer *w, uint32_t type, uint64_t id, uint32_t entry_size,
 		 uint32_t entry_count, const void *payload, uint64_t len);
+/* imgw_section() with the payload's CRC-32C already computed (by another thread). */
+int imgw_section_crc(struct img_writer *w, uint32_t type, uint64_t id, uint32_t entry_size,
+		     uint32_t entry_count, const void *payload, uint64_t len, uint32_t payload_crc);
 /* Same, but the payload starts on a page boundary (PAD section before it). */
 int imgw_section_aligned(struct img_writer *w, uint32_t type, uint64_t id, uint32_t entry_size,
 			 uint32_t entry_count, const void *payload, uint64_t len);

@@ -67,10 +67,10 @@ BEGIN {
 	if (mode == "bounds") {
 		printf "  %-44s %8s GB/s\n", "memcpy", fmt(B["memcpy_gbps"], "%.2f")
 		printf "  %-44s %8s GB/s\n", "process_vm_readv (8 MiB calls)", fmt(B["pvr_gbps"], "%.2f")
-		split("tmpfs disk", sts, " ")
+		split("tmpfs disk slow", sts, " ")
 		split("write_gbps write_fsync_gbps write_direct_gbps read_cached_gbps read_fresh_gbps read_direct_gbps read_direct_fresh_gbps read_cold_fresh_gbps", ios, " ")
 		split("write (page cache)|write+fsync|write O_DIRECT|read (page cache)|read into fresh memory|read O_DIRECT|read O_DIRECT into fresh memory|read cold into fresh memory", iot, "|")
-		for (s = 1; s <= 2; s++) {
+		for (s = 1; s <= 3; s++) {
 			if (!((sts[s] "_write_gbps") in B))
 				continue
 			for (i = 1; i <= 8; i++)

@@ -4,8 +4,9 @@
 #
 # 1. bounds (bench/bounds.c): memcpy; process_vm_readv from another
 #    process; write (page cache, +fsync, O_DIRECT) and read (page cache,
-#    into fresh memory, O_DIRECT) bandwidth of tmpfs (/dev/shm) and of the
-#    disk (/var/tmp); zstd and lz4 speed on text.
+#    into fresh memory, O_DIRECT) bandwidth of tmpfs (/dev/shm), of the
+#    disk (/var/tmp) and, with --storage slow, of emulated slow storage;
+#    zstd and lz4 speed on text.
 # 2. For each size (1 and 4 GiB), pattern (random, zero, text, sparse: see
 #    bench/patterns.h) and storage (tmpfs, disk): start bench/memhog, then
 #    --runs times: `cryo checkpoint PID -o IMG --kill --stats`, then
@@ -16,7 +17,13 @@
 #    end SIGTERM: memhog checks again, and that untouched pages read zero.
 #    A figure whose check failed is void, and the bench exits non-zero.
 # 3. The same with --compress=zstd and --compress=lz4 on the text pattern,
-#    to disk.
+#    to the slowest storage measured (slow, else disk, else tmpfs).
+#
+# "slow" storage is emulated (root only): an ext4 file system on a loop
+# device over a file in /var/tmp, whose writes are throttled to SLOW_MBPS
+# (default 200, a hard disk or a 1.6 Gbit/s network) by the blkio cgroup
+# (cgroup v1 root group: it applies to writeback too). Where the storage is
+# the bottleneck, compression must beat no compression.
 #
 # Reported for each (best of the runs; every run is in --json): image size,
 # frozen time (cryo's --stats frozen_ms), checkpoint time, restore time
@@ -39,7 +46,7 @@
 #
 # usage: bench/run.sh [--json] [--quick] [--mib "1024 4096"]
 #                     [--patterns "random zero text sparse"]
-#                     [--storage "tmpfs disk"] [--codecs "zstd lz4 zstd:LEVEL"]
+#                     [--storage "tmpfs disk slow"] [--codecs "zstd lz4 zstd:LEVEL"]
 #                     [--runs N] [--no-sync] [--no-warm] [--bounds-mib N]
 #   --quick     1 GiB only, tmpfs only (compression then goes to tmpfs)
 #   --codecs "" no compression variants (zstd:LEVEL: that level, -50..19;
@@ -50,7 +57,7 @@
 # With --json the report is one JSON document on stdout; progress goes to
 # stderr. Environment: CRYO (default build/cryo), CC, BUILD (default build),
 # MEM_MARGIN_MIB (memory always left available, default 6144), BENCH_KEEP=1
-# (keep the scratch directory with the raw rows, for debugging).
+# (keep the scratch directory with the raw rows, for debugging), SLOW_MBPS.
 set -eu
 
 cd "$(dirname "$0")/.."
@@ -59,6 +66,9 @@ CRYO=${CRYO:-build/cryo}
 BIN=${BUILD:-build}/bench
 TMPFS_DIR=/dev/shm
 DISK_DIR=/var/tmp
+SLOW_DIR=""	# made by slow_setup
+SLOW_MBPS=${SLOW_MBPS:-200}
+slow_loop="" slow_base="" slow_devnum=""
 
 json=0
 sizes="1024 4096"
@@ -87,6 +97,36 @@ cleanup() {
 	if [ -n "$work" ] && [ "${BENCH_KEEP:-0}" != 1 ]; then
 		rm -rf "$work"
 	fi
+	slow_teardown
+}
+
+# The emulated slow storage: see the top of this file.
+THROTTLE=/sys/fs/cgroup/blkio/blkio.throttle.write_bps_device
+slow_setup() {
+	local mib=$1
+	[ "$(id -u)" = 0 ] || die "--storage slow needs root (loop device, blkio throttle)"
+	[ -w "$THROTTLE" ] || die "--storage slow: no cgroup v1 blkio throttle ($THROTTLE)"
+	[ "$(disk_avail_mib "$DISK_DIR")" -gt $((mib + 1024)) ] || die "--storage slow: not enough disk"
+	slow_base=$(mktemp -d "$DISK_DIR/cryo-bench-slow.XXXXXX")
+	truncate -s "$((mib + 1024))M" "$slow_base/backing"
+	slow_loop=$(losetup -f --show "$slow_base/backing") || die "--storage slow: losetup failed"
+	mkfs.ext4 -q -E lazy_itable_init=0,lazy_journal_init=0 "$slow_loop" >/dev/null ||
+		die "--storage slow: mkfs.ext4 failed"
+	mkdir "$slow_base/mnt"
+	mount "$slow_loop" "$slow_base/mnt" || die "--storage slow: mount failed"
+	SLOW_DIR=$slow_base/mnt
+	slow_devnum=$(lsblk -dno MAJ:MIN "$slow_loop" | tr -d ' ')
+	echo "$slow_devnum $((SLOW_MBPS * 1000000))" >"$THROTTLE"
+	log "== slow storage: $slow_loop on $slow_base, writes throttled to $SLOW_MBPS MB/s"
+}
+
+slow_teardown() {
+	[ -n "$slow_devnum" ] && echo "$slow_devnum 0" >"$THROTTLE" 2>/dev/null
+	[ -n "$SLOW_DIR" ] && umount "$SLOW_DIR" 2>/dev/null
+	[ -n "$slow_loop" ] && losetup -d "$slow_loop" 2>/dev/null
+	[ -n "$slow_base" ] && rm -rf "$slow_base"
+	slow_devnum="" SLOW_DIR="" slow_loop="" slow_base=""
+	return 0
 }
 
 usage() {
@@ -123,7 +163,7 @@ parse_args() {
 		case $v in random | zero | text | sparse) ;; *) usage ;; esac
 	done
 	for v in $storages; do
-		case $v in tmpfs | disk) ;; *) usage ;; esac
+		case $v in tmpfs | disk | slow) ;; *) usage ;; esac
 	done
 	for v in $codecs; do
 		case $v in zstd | lz4 | zstd:[1-9] | zstd:1[0-9] | zstd:-[1-9] | zstd:-[1-4][0-9] | zstd:-50) ;; *) usage ;; esac
@@ -131,7 +171,7 @@ parse_args() {
 }
 
 storage_dir() {
-	case $1 in tmpfs) echo "$TMPFS_DIR" ;; disk) echo "$DISK_DIR" ;; esac
+	case $1 in tmpfs) echo "$TMPFS_DIR" ;; disk) echo "$DISK_DIR" ;; slow) echo "$SLOW_DIR" ;; esac
 }
 
 # Bytes the target wrote (present pages) for a pattern and size.
@@ -203,7 +243,9 @@ workload() {
 		row "$mib" "$pattern" "$storage" "$codec" 0 skipped - - - - - - "skipped: memory"
 		return 0
 	fi
-	if [ "$storage" = disk ] && [ "$(disk_avail_mib "$dir")" -lt $((mib + 1024)) ]; then
+	# the slow file system was sized for the largest target
+	if { [ "$storage" = disk ] && [ "$(disk_avail_mib "$dir")" -lt $((mib + 1024)) ]; } ||
+		{ [ "$storage" = slow ] && [ "$(disk_avail_mib "$dir")" -lt $((mib + 64)) ]; }; then
 		log "  skipped: not enough room in $dir"
 		row "$mib" "$pattern" "$storage" "$codec" 0 skipped - - - - - - "skipped: disk"
 		return 0
@@ -233,7 +275,7 @@ workload() {
 			"$run" "$ck_secs" "$ck_rss_kib" "$ck_frozen_ms" $((ck_image_bytes / 1048576)))"
 		row "$mib" "$pattern" "$storage" "$codec" "$run" checkpoint "$ck_secs" "$ck_frozen_ms" \
 			"$ck_image_bytes" "$(present_bytes "$mib" "$pattern")" "$ck_rss_kib" - ok
-		if [ "$storage" = disk ]; then
+		if [ "$storage" != tmpfs ]; then
 			drop_cache "$img"
 			if ! restore_phase restore-cold 0 "$from" "$hwm0"; then
 				[ -n "$hog" ] && { kill -KILL "$hog" 2>/dev/null || true; }
@@ -292,7 +334,9 @@ main() {
 	[ "$avail" -ge $((2 * bounds_mib + MEM_MARGIN_MIB)) ] ||
 		die "bounds need $((2 * bounds_mib + MEM_MARGIN_MIB)) MiB available, have $avail"
 
-	local dirs=() s
+	local dirs=() s max_mib=0
+	for s in $sizes; do [ "$s" -gt "$max_mib" ] && max_mib=$s; done
+	case " $storages " in *" slow "*) slow_setup "$max_mib" ;; esac
 	for s in $storages; do
 		dirs+=("$s=$(storage_dir "$s")")
 	done
@@ -309,9 +353,10 @@ main() {
 				workload "$mib" "$pattern" "$storage" none
 			done
 		done
-		# compression: to disk (or wherever images go when it is not measured)
+		# compression: to the slowest storage measured
 		codec_storage=tmpfs
 		case " $storages " in *" disk "*) codec_storage=disk ;; esac
+		case " $storages " in *" slow "*) codec_storage=slow ;; esac
 		for codec in $codecs; do
 			workload "$mib" text "$codec_storage" "$codec"
 		done

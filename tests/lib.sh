@@ -222,6 +222,20 @@ reap_child() {
 # replaced by '*' where it cannot survive a restore: deleted files, /dev/zero
 # shared mappings, memfd and SysV shared memory.
 masked_maps() {
+	# /proc/PID/maps is read in pieces: a program that maps and unmaps while
+	# it runs (mem_precopy) can show a line twice or not at all in one read.
+	# Read until two reads in a row agree.
+	local prev="" cur i
+	for i in 1 2 3 4 5 6 7 8 9 10; do
+		cur=$(masked_maps_once "$1")
+		[ "$i" -gt 1 ] && [ "$cur" = "$prev" ] && break
+		prev=$cur
+	done
+	[ -z "$cur" ] || printf '%s\n' "$cur"
+}
+
+# masked_maps_once PID: one read of it.
+masked_maps_once() {
 	awk '{
 		path = ""
 		if (NF >= 6) { path = $0; sub(/^[^ ]+ +[^ ]+ +[^ ]+ +[^ ]+ +[^ ]+ +/, "", path) }

@@ -37,7 +37,8 @@
  * and the codecs cryo offers, on 256 MiB of the "text" pattern: compression
  * as cryo's checkpoint does it (one thread per CPU, each with its own
  * context, zstd level 1 and lz4 default, whole 2 MiB chunks), decompression
- * on one thread in 8 MiB chunks, in uncompressed bytes per second; the ratio.
+ * as cryo's restore does it (the same chunks, a thread per CPU), in
+ * uncompressed bytes per second; the ratio.
  *
  * Page-cache dropping needs root and is global, so the cold read figures
  * come from O_DIRECT instead.
@@ -79,7 +80,7 @@
 #define PVR_ROUNDS		3
 #define IO_ROUNDS		3	/* best of, for each storage figure */
 #define IO_CHUNK_BYTES		(4 * MIB)	/* mmap()ed, so page-aligned for O_DIRECT */
-#define CODEC_CHUNK_BYTES	(8 * MIB)	/* restore's largest chunk */
+#define CODEC_CHUNK_BYTES	(8 * MIB)	/* the checkpoint's plain chunk (src/dump/pages.c) */
 #define ZCHUNK_BYTES		(2 * MIB)	/* checkpoint's compressed chunk (src/dump/pages.c) */
 #define MAX_COMPRESS_THREADS	8		/* the same cap as cryo's */
 #define CODEC_DATA_MIB		256
@@ -353,11 +354,12 @@ out:
 	unlink(path);
 }
 
-/* One compression thread: every nth 2 MiB chunk, its own context. */
+/* One (de)compression thread: every nth 2 MiB chunk, its own context. */
 struct zjob {
 	int codec, first, step, nchunks;
 	const char *src;
 	char *out;
+	size_t *lens;		/* per chunk: its compressed length */
 	size_t cap, total;
 	int failed;
 	pthread_t thread;
@@ -389,15 +391,49 @@ static void *compress_thread(void *arg)
 		}
 		if (!n)
 			j->failed = 1;
+		j->lens[i] = n;
 		j->total += n;
 	}
 	ZSTD_freeCCtx(z);
 	return NULL;
 }
 
-/* Seconds to compress bytes of src with one thread per CPU; 0 on failure. */
-static double compress_parallel(int codec, const char *src, size_t bytes, char *out, size_t cap,
-				size_t *total)
+static void *decompress_thread(void *arg)
+{
+	struct zjob *j = arg;
+	ZSTD_DCtx *z = j->codec == CODEC_ZSTD ? ZSTD_createDCtx() : NULL;
+	char *raw = malloc(ZCHUNK_BYTES);
+
+	if ((j->codec == CODEC_ZSTD && !z) || !raw) {
+		j->failed = 1;
+		ZSTD_freeDCtx(z);
+		free(raw);
+		return NULL;
+	}
+	memset(raw, 0, ZCHUNK_BYTES);
+	for (int i = j->first; i < j->nchunks; i += j->step) {
+		const char *in = j->out + (size_t)i * j->cap;
+		int ok;
+
+		if (z)
+			ok = ZSTD_decompressDCtx(z, raw, ZCHUNK_BYTES, in, j->lens[i]) == ZCHUNK_BYTES;
+		else
+			ok = LZ4_decompress_safe(in, raw, (int)j->lens[i], ZCHUNK_BYTES) ==
+			     ZCHUNK_BYTES;
+		if (!ok || memcmp(raw, j->src + (size_t)i * ZCHUNK_BYTES, 64))
+			j->failed = 1;
+	}
+	ZSTD_freeDCtx(z);
+	free(raw);
+	return NULL;
+}
+
+/*
+ * Seconds to compress bytes of src with one thread per CPU (or, decompress:
+ * to decompress what that left in out and lens); 0 on failure.
+ */
+static double codec_parallel(int codec, int decompress, const char *src, size_t bytes, char *out,
+			     size_t cap, size_t *lens, size_t *total)
 {
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	int n = cpus < 1 ? 1 : cpus > MAX_COMPRESS_THREADS ? MAX_COMPRESS_THREADS : (int)cpus;
@@ -409,8 +445,9 @@ static double compress_parallel(int codec, const char *src, size_t bytes, char *
 	for (int i = 0; i < n; i++) {
 		jobs[i] = (struct zjob){ .codec = codec, .first = i, .step = n,
 					 .nchunks = (int)(bytes / ZCHUNK_BYTES), .src = src,
-					 .out = out, .cap = cap };
-		if (pthread_create(&jobs[i].thread, NULL, compress_thread, &jobs[i])) {
+					 .out = out, .lens = lens, .cap = cap };
+		if (pthread_create(&jobs[i].thread, NULL,
+				   decompress ? decompress_thread : compress_thread, &jobs[i])) {
 			failed = 1;
 			break;
 		}
@@ -427,91 +464,51 @@ static double compress_parallel(int codec, const char *src, size_t bytes, char *
 
 /*
  * Compress CODEC_DATA_MIB of text as cryo's checkpoint does, then
- * decompress it chunk by chunk on one thread (8 MiB chunks compressed
- * single-threaded for that).
+ * decompress it as cryo's restore does.
  */
 static void measure_codecs(double fig[CODECS][CODEC_FIGURES])
 {
-	size_t bytes = CODEC_DATA_MIB * MIB, nchunks = bytes / CODEC_CHUNK_BYTES;
-	size_t cap = ZSTD_compressBound(CODEC_CHUNK_BYTES);
+	size_t bytes = CODEC_DATA_MIB * MIB, nchunks = bytes / ZCHUNK_BYTES;
 	size_t zcap = ZSTD_compressBound(ZCHUNK_BYTES);
 	size_t out_bytes;
 	char *src = map_buffer(bytes), *out;
-	char *raw = map_buffer(CODEC_CHUNK_BYTES);
-	size_t *clen = calloc(nchunks, sizeof(*clen));
-	ZSTD_CCtx *z = ZSTD_createCCtx();
+	size_t *lens = calloc(nchunks, sizeof(*lens));
 
-	if ((size_t)LZ4_compressBound(CODEC_CHUNK_BYTES) > cap)
-		cap = LZ4_compressBound(CODEC_CHUNK_BYTES);
 	if ((size_t)LZ4_compressBound(ZCHUNK_BYTES) > zcap)
 		zcap = LZ4_compressBound(ZCHUNK_BYTES);
-	out_bytes = nchunks * cap;
-	if (bytes / ZCHUNK_BYTES * zcap > out_bytes)
-		out_bytes = bytes / ZCHUNK_BYTES * zcap;
+	out_bytes = nchunks * zcap;
 	out = map_buffer(out_bytes);
 	for (int k = 0; k < CODECS; k++)
 		for (int f = 0; f < CODEC_FIGURES; f++)
 			fig[k][f] = NO_FIGURE;
-	if (!clen || !z)
+	if (!lens)
 		goto out;
-	ZSTD_CCtx_setParameter(z, ZSTD_c_compressionLevel, ZSTD_LEVEL);
 	pattern_fill((uint8_t *)src, bytes, 0, PAT_TEXT, 1);
-	memset(raw, 0, CODEC_CHUNK_BYTES);
 	for (int k = 0; k < CODECS; k++) {
 		for (int r = 0; r < CODEC_ROUNDS; r++) {
 			size_t ztotal;
-			double zt = compress_parallel(k, src, bytes, out, zcap, &ztotal);
+			double zt = codec_parallel(k, 0, src, bytes, out, zcap, lens, &ztotal);
 
 			if (zt <= 0)
 				goto out;
 			keep_best(&fig[k][CODEC_COMPRESS], bytes, zt);
 			fig[k][CODEC_RATIO] = (double)bytes / ztotal;
 		}
-		/* the input of the decompression figure */
-		for (size_t i = 0; i < nchunks; i++) {
-			const char *in = src + i * CODEC_CHUNK_BYTES;
-			char *o = out + i * cap;
-
-			if (k == CODEC_ZSTD) {
-				size_t n = ZSTD_compress2(z, o, cap, in, CODEC_CHUNK_BYTES);
-
-				clen[i] = ZSTD_isError(n) ? 0 : n;
-			} else {
-				int n = LZ4_compress_default(in, o, CODEC_CHUNK_BYTES, (int)cap);
-
-				clen[i] = n > 0 ? (size_t)n : 0;
-			}
-			if (!clen[i])
-				goto out;
-		}
 		for (int r = 0; r < CODEC_ROUNDS; r++) {
-			double t = now_s();
+			size_t unused;
+			double t = codec_parallel(k, 1, src, bytes, out, zcap, lens, &unused);
 
-			for (size_t i = 0; i < nchunks; i++) {
-				const char *in = out + i * cap;
-				int ok;
-
-				if (k == CODEC_ZSTD)
-					ok = ZSTD_decompress(raw, CODEC_CHUNK_BYTES, in, clen[i]) ==
-					     CODEC_CHUNK_BYTES;
-				else
-					ok = LZ4_decompress_safe(in, raw, (int)clen[i],
-								 CODEC_CHUNK_BYTES) ==
-					     (int)CODEC_CHUNK_BYTES;
-				if (!ok || memcmp(raw, src + i * CODEC_CHUNK_BYTES, 64)) {
-					fig[k][CODEC_DECOMPRESS] = NO_FIGURE;
-					goto out;
-				}
+			if (t <= 0) {
+				fig[k][CODEC_DECOMPRESS] = NO_FIGURE;
+				goto out;
 			}
-			keep_best(&fig[k][CODEC_DECOMPRESS], bytes, now_s() - t);
+			keep_best(&fig[k][CODEC_DECOMPRESS], bytes, t);
 		}
 	}
 out:
-	ZSTD_freeCCtx(z);
-	free(clen);
+	free(lens);
 	munmap(src, bytes);
 	munmap(out, out_bytes);
-	munmap(raw, CODEC_CHUNK_BYTES);
 }
 
 static void print_figure(const char *what, double v, const char *unit)
@@ -544,7 +541,7 @@ static void print_text(double memcpy_gbps, double pvr_gbps, const struct storage
 	for (int k = 0; codecs && k < CODECS; k++) {
 		snprintf(what, sizeof(what), "%s compress (text, a thread per CPU)", codec_names[k]);
 		print_figure(what, codec[k][CODEC_COMPRESS], "GB/s");
-		snprintf(what, sizeof(what), "%s decompress", codec_names[k]);
+		snprintf(what, sizeof(what), "%s decompress (a thread per CPU)", codec_names[k]);
 		print_figure(what, codec[k][CODEC_DECOMPRESS], "GB/s");
 		snprintf(what, sizeof(what), "%s ratio", codec_names[k]);
 		print_figure(what, codec[k][CODEC_RATIO], ": 1");

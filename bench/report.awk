@@ -81,7 +81,7 @@ BEGIN {
 			if (B[cs[i] "_ratio"] == "")
 				continue
 			printf "  %-44s %8s GB/s\n", cs[i] " compress (text, a thread per CPU)", fmt(B[cs[i] "_compress_gbps"], "%.2f")
-			printf "  %-44s %8s GB/s\n", cs[i] " decompress", fmt(B[cs[i] "_decompress_gbps"], "%.2f")
+			printf "  %-44s %8s GB/s\n", cs[i] " decompress (a thread per CPU)", fmt(B[cs[i] "_decompress_gbps"], "%.2f")
 			printf "  %-44s %8s : 1\n", cs[i] " ratio", fmt(B[cs[i] "_ratio"], "%.2f")
 		}
 		exit

@@ -41,9 +41,10 @@ function bound_s(r,    st, P, I, c, w, rd, b) {
 		rd = max2(gb(st "_read_direct_gbps"), gb(st "_read_cold_fresh_gbps"))
 	else
 		rd = gb(st "_read_cached_gbps")
-	if (!rd || !gb(c "_decompress_gbps"))
+	if (!rd || !gb(c "_decompress_gbps") || !gb(st "_read_fresh_gbps"))
 		return 0
-	return max2(I / rd, P / gb(c "_decompress_gbps"))
+	# the P bytes land in fresh memory too, as an uncompressed restore's do
+	return max2(max2(I / rd, P / gb(c "_decompress_gbps")), P / gb(st "_read_fresh_gbps"))
 }
 
 # frozen time / time to write the present memory to the storage

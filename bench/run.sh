@@ -36,7 +36,8 @@
 #   checkpoint   max(P / process_vm_readv, I / write+fsync of the storage)
 #                (with a codec also P / its compression speed)
 #   restore      I / read into fresh memory of the storage (cold: O_DIRECT)
-#                (with a codec max(I / read, P / its decompression speed))
+#                (with a codec max(I / read, P / its decompression speed,
+#                P / read into fresh memory))
 #   frozen       frozen time / time to write all the target's memory to the
 #                storage (the target: <= 1)
 #

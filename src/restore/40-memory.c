@@ -2,12 +2,13 @@
  * Phase 40 (in the new task): rebuild the address space, part one.
  *
  * Every area of the image is mapped in a "premap" region that overlaps
- * neither the image's layout nor ours, filled straight from the image with
- * pread (page data is page aligned in the file), given its protection and
- * madvise flags. Areas are spaced one unmapped page apart so that when the restorer
- * moves them into place with mremap their page offsets never line up: areas
- * that were separate in the image stay separate, exactly as in
- * /proc/PID/maps. Then the freestanding restorer is copied into place and
+ * neither the image's layout nor ours, filled straight from the image
+ * (page data is page aligned in the file; areas with several sections of
+ * it, and pre-copied data, on several threads: unpack.c), given its
+ * protection and madvise flags. Areas are spaced one unmapped page apart
+ * so that when the restorer moves them into place with mremap their page
+ * offsets never line up: areas that were separate in the image stay
+ * separate, exactly as in /proc/PID/maps. Then the freestanding restorer is copied into place and
  * entered on its own stack; it never returns.
  */
 #include <errno.h>
@@ -317,7 +318,7 @@ static int takes_precopy(const struct restore_vma *v)
 	return v->img.kind == CRYO_VMA_ANON_PRIVATE && v->img.nr_pages_dumped;
 }
 
-/* The decompression threads, started at the first use (NULL: out of memory). */
+/* The page data jobs' threads (unpack.c), started at the first use (NULL: out of memory). */
 static struct unpack_pool *pool_of(struct restore_ctx *r)
 {
 	if (!r->unpack_tried) {

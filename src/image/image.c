@@ -43,6 +43,7 @@
 
 /* Writer: headers and payloads below the threshold are buffered. */
 #define WBUF_BYTES (64u << 10)
+#define WRITEBACK_KICK_BYTES (32ull << 20)
 #define DIRECT_WRITE_MIN_BYTES (16u << 10)
 
 /* Reader: validation reads the file in chunks of this size. */
@@ -143,6 +144,7 @@ struct img_writer {
 	size_t nr_index, cap_index;
 	int err;		/* sticky: once a write failed, everything fails */
 	int tmp_exists;		/* tmp_path is ours to unlink */
+	uint64_t written_back;	/* writeback started up to here */
 };
 
 static int w_fail(struct img_writer *w, int err, const char *what)
@@ -233,9 +235,20 @@ static int w_payload(struct img_writer *w, const void *p, uint64_t len)
 	if (len < DIRECT_WRITE_MIN_BYTES)
 		return w_emit(w, p, len);
 	ret = w_flush(w, p, len);
-	if (!ret)
-		w->off += len;
-	return ret;
+	if (ret)
+		return ret;
+	w->off += len;
+	/*
+	 * Start writeback of what is written as we go: the final fsync, which
+	 * the target waits for frozen, then has little left to flush. A no-op
+	 * on tmpfs; only a hint, so its failure is ignored.
+	 */
+	if (w->off - w->written_back >= WRITEBACK_KICK_BYTES) {
+		sync_file_range(w->fd, w->written_back, w->off - w->written_back,
+				SYNC_FILE_RANGE_WRITE);
+		w->written_back = w->off;
+	}
+	return 0;
 }
 
 static int w_add_index(struct img_writer *w, const struct cryo_section_header *h,

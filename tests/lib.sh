@@ -459,14 +459,19 @@ tail_of() {
 
 # check NAME FUNCTION ARGS...: run one check; FUNCTION returns 0 (ok), 1
 # (not ok, reason in $WHY) or 2 (skipped, reason in $WHY). The caller sets
-# NPASS, NFAIL, NSKIP to 0 and prints their totals at the end.
+# NPASS, NFAIL, NSKIP to 0 and prints their totals at the end. A suite that
+# gives each check a directory (robust.sh: CHECK_DIR, end_check) has it
+# ended after the check, and named if the check failed and kept it.
 check() {
 	local name=$1 rc
 	shift
-	WHY=""
+	WHY="" CHECK_DIR=""
 	LAST_CRYO_ERR=""
 	"$@"
 	rc=$?
+	if declare -F end_check >/dev/null; then
+		end_check "$rc"
+	fi
 	case $rc in
 	0)
 		echo "ok - $name"
@@ -481,6 +486,7 @@ check() {
 		if [ -n "$LAST_CRYO_ERR" ] && [ -s "$LAST_CRYO_ERR" ]; then
 			head -n 5 "$LAST_CRYO_ERR" | sed 's/^/    cryo: /'
 		fi
+		[ -n "$CHECK_DIR" ] && echo "    kept: $CHECK_DIR"
 		NFAIL=$((NFAIL + 1))
 		;;
 	esac

@@ -100,38 +100,8 @@ MOUNTS=()
 
 # ------------------------------------------------------------------ output
 
-# check NAME FUNCTION ARGS...: run one check; FUNCTION returns 0 (ok), 1
-# (not ok, reason in $WHY) or 2 (skipped, reason in $WHY). Whatever the
-# check started is ended afterwards (by its test directory, see end_check).
-check() {
-	local name=$1 rc
-	shift
-	WHY="" CHECK_DIR=""
-	LAST_CRYO_ERR=""
-	"$@"
-	rc=$?
-	end_check "$rc"
-	case $rc in
-	0)
-		echo "ok - $name"
-		NPASS=$((NPASS + 1))
-		;;
-	2)
-		echo "skip - $name: $WHY"
-		NSKIP=$((NSKIP + 1))
-		;;
-	*)
-		echo "not ok - $name: ${WHY:-failed}"
-		if [ -n "$LAST_CRYO_ERR" ] && [ -s "$LAST_CRYO_ERR" ]; then
-			head -n 5 "$LAST_CRYO_ERR" | sed 's/^/    cryo: /'
-		fi
-		[ -n "$CHECK_DIR" ] && echo "    kept: $CHECK_DIR"
-		NFAIL=$((NFAIL + 1))
-		;;
-	esac
-	return 0
-}
-
+# check (lib.sh) ends whatever a check started, by its test directory:
+# see end_check.
 note() { echo "# note: $*"; }
 
 # new_dir NAME: a fresh directory for the current check, in CHECK_DIR (its

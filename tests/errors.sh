@@ -41,6 +41,7 @@ CRC_TOOL=$TESTS_DIR/crc32c.py
 # that counting processes by name sees no one else's.
 TGT_COMM=cryoerr$$
 SOCK_COMM=cryosock$$
+UFFD_COMM=cryouffd$$
 HOG_COMM=pidhog
 
 NPASS=0 NFAIL=0 NSKIP=0
@@ -82,14 +83,23 @@ want_msg() {
 # build_helpers: compile the helper programs into $WORK/bin:
 #   $TGT_COMM   READY, pause() until SIGTERM, PASS (the test protocol)
 #   $SOCK_COMM  the same, holding a socket at fd 42 (unsupported by cryo)
+#   $UFFD_COMM  the same, with 96 MiB registered with its own userfaultfd
+#               for write protection (unsupported; pre-copy registers areas
+#               too, and must tell its own from the program's)
 #   pidhog      a copy of sleep(1), to hold a PID under a known name
 build_helpers() {
 	mkdir -p "$WORK/bin"
 	cat >"$WORK/bin/target.c" <<'EOF'
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
+#include <linux/userfaultfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 
 static volatile sig_atomic_t got_term;
 static void on_term(int sig) { (void)sig; got_term = 1; }
@@ -108,6 +118,20 @@ int main(void)
 	close(sv[0]);
 	close(sv[1]);
 #endif
+#ifdef WITH_UFFD
+	size_t len = 96 << 20;
+	char *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	int uffd = syscall(SYS_userfaultfd, O_CLOEXEC | UFFD_USER_MODE_ONLY);
+	struct uffdio_api api = { .api = UFFD_API };
+	struct uffdio_register reg = { .range = { (unsigned long)m, len },
+				       .mode = UFFDIO_REGISTER_MODE_WP };
+
+	if (m == MAP_FAILED || uffd < 0 || ioctl(uffd, UFFDIO_API, &api) < 0 ||
+	    (memset(m, 1, len), ioctl(uffd, UFFDIO_REGISTER, &reg) < 0)) {
+		printf("FAIL: userfaultfd\n");
+		return 1;
+	}
+#endif
 	printf("READY\n");
 	fflush(stdout);
 	while (!got_term)
@@ -118,6 +142,7 @@ int main(void)
 EOF
 	cc -O1 -o "$WORK/bin/$TGT_COMM" "$WORK/bin/target.c" &&
 		cc -O1 -DWITH_SOCKET -o "$WORK/bin/$SOCK_COMM" "$WORK/bin/target.c" &&
+		cc -O1 -DWITH_UFFD -o "$WORK/bin/$UFFD_COMM" "$WORK/bin/target.c" &&
 		cp "$(command -v sleep)" "$WORK/bin/$HOG_COMM"
 }
 
@@ -336,6 +361,13 @@ checkpoint_checks() {
 		check "socket holder still works after the failed checkpoints" chk_stop_helper "$spid" "$sdir"
 	else
 		check "start the socket holder" false
+	fi
+	if start_helper "$UFFD_COMM"; then
+		check "checkpoint --pre-copy of memory registered with the program's userfaultfd -> 69, target untouched" \
+			chk_ckpt_fails "$HELPER_PID" uffd 69 'registered with userfaultfd' "the area" -- --pre-copy --kill
+		check "userfaultfd user still works after the failed checkpoint" chk_stop_helper "$HELPER_PID" "$HELPER_DIR"
+	else
+		check "start the userfaultfd user" false
 	fi
 
 	for p in $CHECKPOINT_FAULTS; do

@@ -604,7 +604,8 @@ static int classify(struct dump_ctx *c, const struct proc_vma *pv, struct cryo_i
 		what = "hugetlbfs memory";
 	else if (pv->vmflags & VMF_IO)
 		what = "device (I/O) memory";
-	else if (pv->vmflags & VMF_UFFD)
+	else if ((pv->vmflags & VMF_UFFD) ||
+		 ((pv->vmflags & VMF_UFFD_WP) && !precopy_registered(c, pv->start, pv->end)))
 		what = "memory registered with userfaultfd";
 	else if (pv->vmflags & VMF_SEALED)
 		what = "sealed memory (mseal)";

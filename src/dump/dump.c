@@ -708,6 +708,7 @@ out:
 			   (t_collected - t_frozen) / 1e6, (t_written - t_collected) / 1e6,
 			   (now_ns() - t_written) / 1e6);
 		release_tree(&tree, opts->after);
+		precopy_release(&tree, opts->after == CRYO_KILL);
 		if (opts->stats)
 			fill_stats(opts->stats, &tree, t_pre_frozen + now_ns() - t_frozen_start,
 				   now_ns() - t0, precopy_pages(&tree));

@@ -132,6 +132,8 @@ struct page_chunk *page_pipe_get(struct page_pipe *pp, int *err);
  */
 void page_pipe_put(struct page_pipe *pp, struct page_chunk *ch, uint64_t id,
 		   const struct page_runs *map, size_t len);
+/* Is this page all zeros? (Zero pages are left out of images.) */
+int page_is_zero(const uint8_t *p);
 /* Wait until everything queued is written; the pipe's first error. */
 int page_pipe_drain(struct page_pipe *pp);
 /* Write what is queued (or drop it if ret != 0), stop and free; ret or the pipe's error. */
@@ -153,6 +155,8 @@ int precopy_arm(struct dump_tree *t, struct dump_tree *frozen);
 int precopy_copy(struct dump_tree *t, struct img_writer *w);
 int precopy_final_scan(struct dump_ctx *c);
 int precopy_trim(struct dump_ctx *c);
+int precopy_registered(const struct dump_ctx *c, uint64_t start, uint64_t end);
+void precopy_release(struct dump_tree *t, int killed);
 void precopy_free(struct dump_tree *t);
 uint64_t precopy_pages(const struct dump_tree *t);	/* copied while running */
 

@@ -149,7 +149,7 @@ static size_t compress_to(struct dump_tree *t, struct codec *codec, uint8_t *out
 }
 
 /* Stops at the first non-zero word: random data costs a few loads per page. */
-static int page_is_zero(const uint8_t *p)
+int page_is_zero(const uint8_t *p)
 {
 	const uint64_t *q = (const uint64_t *)p;
 

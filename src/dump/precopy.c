@@ -14,7 +14,11 @@
  *   final  (tree frozen again, before collect_mm) PAGEMAP_SCAN tells which
  *          pre-copied pages are still exact: in an area still registered
  *          (a moved or new area is not), present, not the zero page, not
- *          written. Closing the userfaultfd unregisters everything.
+ *          written. The areas stay registered until the tree is thawed or
+ *          killed (precopy_release closes the userfaultfd, which unregisters
+ *          everything): unregistering walks every page table entry to drop
+ *          its protection (20 ms per GiB), time the tree need not stay
+ *          frozen for. collect_mm accepts the "uw" flag on them.
  *   trim   (after collect_mm) the pages still exact leave the area's page
  *          list; every other pre-copied page of a private anonymous area
  *          goes into the process's PRECOPY_DROP list, which restore zeroes
@@ -40,6 +44,8 @@
 
 #define PRECOPY_MAX_IOV 1024
 #define SCAN_REGIONS 512
+/* The copy scans an area this much at a time, so the first chunk is read at once. */
+#define COPY_SCAN_BYTES (64ull << 20)
 /* Below this much anonymous memory in the tree, one freeze costs less than two. */
 #define PRECOPY_MIN_BYTES (64ull << 20)
 
@@ -353,7 +359,8 @@ static int arm_process(struct precopy *pc, struct dump_ctx *c)
 			continue;	/* not tracked: copied whole at the final freeze */
 		ret = add_area(pp, vmas[i].start, vmas[i].end);
 		if (!ret && write_protect(pagemap_fd, vmas[i].start, vmas[i].end) < 0) {
-			/* registered but not protected: must not be trusted */
+			/* registered but not protected: must not be trusted, nor stay registered */
+			ioctl(uffd, UFFDIO_UNREGISTER, &reg.range);
 			pp->nr_areas--;
 			free(pp->areas[pp->nr_areas].copied);
 			free(pp->areas[pp->nr_areas].reuse);
@@ -409,16 +416,6 @@ static int scan(int pagemap_fd, uint64_t start, uint64_t end, uint64_t mask, uin
 		start = arg.walk_end;
 	}
 	return 0;
-}
-
-static int page_is_zero(const uint8_t *p)
-{
-	const uint64_t *q = (const uint64_t *)p;
-	uint64_t acc = 0;
-
-	for (size_t i = 0; i < PAGE_SIZE_BYTES / sizeof(uint64_t); i++)
-		acc |= q[i];
-	return !acc;
 }
 
 struct copy_ctx {
@@ -508,6 +505,7 @@ int precopy_copy(struct dump_tree *t, struct img_writer *w)
 {
 	struct precopy *pc = t->precopy;
 	struct page_pipe *pipe;
+	uint64_t t0 = now_ns();
 	int ret = page_pipe_start(&pipe, t, w);
 
 	if (ret)
@@ -528,15 +526,18 @@ int precopy_copy(struct dump_tree *t, struct img_writer *w)
 			 * Present, not the zero page: the same choice as collect_mm. A
 			 * scan that fails (the process exited...) just copies less.
 			 */
-			scan(fd, x.a->start, x.a->end, PM_IS_PFNZERO, PM_IS_PFNZERO,
-			     PM_IS_PRESENT | PM_IS_SWAPPED, copy_region, &x);
+			for (uint64_t s = x.a->start; s < x.a->end && !x.err; s += COPY_SCAN_BYTES)
+				if (scan(fd, s, x.a->end - s > COPY_SCAN_BYTES ? s + COPY_SCAN_BYTES :
+						x.a->end, PM_IS_PFNZERO, PM_IS_PFNZERO,
+					 PM_IS_PRESENT | PM_IS_SWAPPED, copy_region, &x))
+					break;
 			ret = x.err ? x.err : flush(&x);
 		}
 		close(fd);
 	}
 	ret = page_pipe_finish(pipe, ret);
-	cryo_debug("pre-copy: %llu pages copied while running",
-		   (unsigned long long)pc->pages_copied);
+	cryo_debug("pre-copy: %llu pages copied while running, in %.1f ms",
+		   (unsigned long long)pc->pages_copied, (now_ns() - t0) / 1e6);
 	return ret;
 }
 
@@ -576,9 +577,15 @@ int precopy_final_scan(struct dump_ctx *c)
 		return 0;
 	c->pre = pp;
 	undo_restarts(pp, c);
-	/* the same PID, but not the same process: nothing it copied is reused */
-	if (proc_read_stat(c->pid, 0, &st) || st.starttime != pp->starttime)
-		goto out;
+	/*
+	 * The same PID, but not the same process: nothing it copied is reused,
+	 * nothing of it is registered (closing is cheap: the old one is gone).
+	 */
+	if (proc_read_stat(c->pid, 0, &st) || st.starttime != pp->starttime) {
+		close(pp->uffd);
+		pp->uffd = -1;
+		return fault_point("checkpoint:precopy-final");
+	}
 	snprintf(path, sizeof(path), "/proc/%d/pagemap", c->pid);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	for (int i = 0; i < pp->nr_areas; i++) {
@@ -603,12 +610,22 @@ int precopy_final_scan(struct dump_ctx *c)
 	}
 	if (fd >= 0)
 		close(fd);
-out:
-	ret = fault_point("checkpoint:precopy-final");
-	/* the last reference: the kernel unregisters every area and drops the protection */
-	close(pp->uffd);
-	pp->uffd = -1;
-	return ret;
+	return fault_point("checkpoint:precopy-final");
+}
+
+/*
+ * Is [start, end) of c registered by cryo's own userfaultfd? (Inside an
+ * area registered at the arm, while the descriptor is open. A program's
+ * own userfaultfd in the tree is refused as a descriptor, collect_fds.c.)
+ */
+int precopy_registered(const struct dump_ctx *c, uint64_t start, uint64_t end)
+{
+	if (!c->pre || c->pre->uffd < 0)
+		return 0;
+	for (int i = 0; i < c->pre->nr_areas; i++)
+		if (start >= c->pre->areas[i].start && end <= c->pre->areas[i].end)
+			return 1;
+	return 0;
 }
 
 static struct precopy_area *area_of(struct precopy_proc *pp, uint64_t addr)
@@ -695,6 +712,37 @@ int precopy_trim(struct dump_ctx *c)
 	cryo_debug("pre-copy: process %d: %llu pages left to copy frozen", c->pid,
 		   (unsigned long long)left);
 	return ret;
+}
+
+/* Has the killed process p let go of its memory (or is it gone)? */
+static int memory_released(pid_t pid)
+{
+	struct buf b = { 0 };
+	int released = read_proc(&b, "/proc/%d/statm", pid) || !strncmp(b.data, "0 0 ", 4);
+
+	buf_free(&b);
+	return released;
+}
+
+/*
+ * After the tree was thawed or killed: close the userfaultfds, which
+ * unregisters the areas. Killed processes first drop their memory: closing
+ * then skips the walk over page tables the kernel frees anyway (a killed
+ * process lets go within a millisecond; cryo waits 50 ms at most).
+ */
+void precopy_release(struct dump_tree *t, int killed)
+{
+	struct precopy *pc = t->precopy;
+	uint64_t deadline = now_ns() + 50 * 1000000ull;
+
+	for (int p = 0; pc && p < pc->nr_procs; p++) {
+		if (pc->procs[p].uffd < 0)
+			continue;
+		while (killed && !memory_released(pc->procs[p].pid) && now_ns() < deadline)
+			usleep(200);
+		close(pc->procs[p].uffd);
+		pc->procs[p].uffd = -1;
+	}
 }
 
 void precopy_free(struct dump_tree *t)

@@ -26,7 +26,8 @@ static unsigned parse_vmflags(const char *s)
 		{ "lo", VMF_LOCKED }, { "sr", VMF_SEQ_READ }, { "rr", VMF_RAND_READ },
 		{ "mg", VMF_MERGEABLE }, { "mw", VMF_MAYWRITE }, { "nr", VMF_NORESERVE },
 		{ "sh", VMF_SHARED }, { "ht", VMF_HUGETLB }, { "io", VMF_IO }, { "pf", VMF_IO },
-		{ "um", VMF_UFFD }, { "uw", VMF_UFFD }, { "mr", VMF_MAYREAD },
+		{ "um", VMF_UFFD }, { "ui", VMF_UFFD }, { "uw", VMF_UFFD_WP },
+		{ "mr", VMF_MAYREAD },
 		{ "me", VMF_MAYEXEC }, { "sl", VMF_SEALED },
 	};
 	unsigned flags = 0;

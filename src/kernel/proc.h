@@ -30,10 +30,11 @@ enum proc_vmflag {
 	VMF_SHARED = 1 << 12,	/* sh */
 	VMF_HUGETLB = 1 << 13,	/* ht */
 	VMF_IO = 1 << 14,	/* io / pf (pfn maps) */
-	VMF_UFFD = 1 << 15,	/* um / uw */
+	VMF_UFFD = 1 << 15,	/* um / ui: missing or minor faults */
 	VMF_MAYREAD = 1 << 16,	/* mr */
 	VMF_MAYEXEC = 1 << 17,	/* me */
 	VMF_SEALED = 1 << 18,	/* sl (mseal) */
+	VMF_UFFD_WP = 1 << 19,	/* uw: write-protect faults */
 };
 
 struct proc_vma {

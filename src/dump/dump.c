@@ -467,12 +467,15 @@ out:
 
 static int write_image(struct dump_tree *t, struct img_writer *w)
 {
-	struct page_pipe *pp = NULL;
-	int ret = write_tables(t, w);
+	struct page_pipe *pp = t->pipe;
+	int ret = pp ? page_pipe_drain(pp) : 0;
 
+	t->pipe = NULL;
+	if (!ret)
+		ret = write_tables(t, w);
 	if (!ret)
 		ret = write_blobs(t, w);
-	if (!ret)
+	if (!ret && !pp)
 		ret = page_pipe_start(&pp, t, w);
 	if (!ret && t->nr_shmems) {
 		struct cryo_img_shmem *tab = malloc(t->nr_shmems * sizeof(*tab));
@@ -696,6 +699,9 @@ int cryo_checkpoint(const struct cryo_checkpoint_opts *opts)
 	if (!ret)
 		ret = fault_point("checkpoint:committed");
 out:
+	/* the pre-copy's pipe, if collecting failed: its threads use w */
+	page_pipe_finish(tree.pipe, ret ? ret : CRYO_EINTERNAL);
+	tree.pipe = NULL;
 	if (w)
 		imgw_abort(w);
 	if (ret) {

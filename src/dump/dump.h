@@ -91,6 +91,11 @@ struct dump_tree {
 	int nr_shmems;
 	uint64_t image_bytes;
 	struct precopy *precopy;	/* NULL without pre-copy */
+	/*
+	 * The pre-copy's page pipe, still writing its last chunks while the
+	 * tree is frozen and collected; write_image() takes it over.
+	 */
+	struct page_pipe *pipe;
 };
 
 int freeze_process(struct dump_ctx *c);

@@ -535,8 +535,12 @@ int precopy_copy(struct dump_tree *t, struct img_writer *w)
 		}
 		close(fd);
 	}
-	ret = page_pipe_finish(pipe, ret);
-	cryo_debug("pre-copy: %llu pages copied while running, in %.1f ms",
+	/* the last chunks are written while the tree is frozen and collected */
+	if (ret)
+		page_pipe_finish(pipe, ret);
+	else
+		t->pipe = pipe;
+	cryo_debug("pre-copy: %llu pages read while running, in %.1f ms",
 		   (unsigned long long)pc->pages_copied, (now_ns() - t0) / 1e6);
 	return ret;
 }

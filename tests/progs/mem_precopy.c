@@ -15,8 +15,11 @@
  * written since they were filled, that land where other pages were, in an
  * area the kernel made anew. All checked the same way.
  * 80 MiB of ballast never change (on transparent huge pages, like one
- * writer's region). After SIGTERM everything must agree with
- * the counters: every page, log entry and the ballast.
+ * writer's region). A slow writer visits each page of its region once per
+ * pass of seconds, longer than a checkpoint: a page it writes after its
+ * copy is written once, not again before the freeze (so the copy must
+ * not start before the page is write-protected). After SIGTERM everything
+ * must agree with the counters: every page, log entry and the ballast.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -38,6 +41,8 @@
 #define DROP_PAGES 64
 #define PAUSE_EVERY_PAGES 8
 #define PAUSE_NS 200000
+#define SLOW_PAUSE_NS 1000000	/* the slow writer: one page per millisecond */
+#define SLOW_ID 20
 
 struct writer {
 	int id;
@@ -48,6 +53,7 @@ struct writer {
 };
 
 static struct writer writers[WRITERS + 1];	/* the last one runs in the child */
+static struct writer slow_writer;
 static uint8_t *ballast, *churn, *dropped, *swap_a, *swap_b, *swap_s;
 static _Atomic uint64_t churn_gen, drop_step, swaps;
 static uint64_t drop_gen[DROP_PAGES];
@@ -112,11 +118,11 @@ static int move(uint8_t *from, uint8_t *to)
 	return -1;
 }
 
-static void pause_a_little(uint64_t g)
+static void pause_a_little(uint64_t g, int slow)
 {
-	struct timespec ts = { 0, PAUSE_NS };
+	struct timespec ts = { 0, slow ? SLOW_PAUSE_NS : PAUSE_NS };
 
-	if (g % PAUSE_EVERY_PAGES == 0)
+	if (slow || g % PAUSE_EVERY_PAGES == 0)
 		nanosleep(&ts, NULL);
 }
 
@@ -148,7 +154,7 @@ static void *write_loop(void *arg)
 		w->log[k] = g;
 		atomic_signal_fence(memory_order_seq_cst);
 		atomic_store(&w->count, g);
-		pause_a_little(g);
+		pause_a_little(g, w->id == SLOW_ID);
 	}
 	return NULL;
 }
@@ -248,7 +254,7 @@ static void *churn_loop(void *arg)
 			break;
 		atomic_signal_fence(memory_order_seq_cst);
 		atomic_store(&swaps, atomic_load(&swaps) + 1);
-		pause_a_little(0);
+		pause_a_little(0, 0);
 	}
 	return NULL;
 }
@@ -284,6 +290,7 @@ int main(void)
 	fill_pattern(ballast, BALLAST_BYTES, 0xba11a57);
 	for (int i = 0; i <= WRITERS; i++)
 		setup_writer(&writers[i], i);
+	setup_writer(&slow_writer, SLOW_ID);
 	/* guard, churn, guard, dropped pages, guard, A, guard, B, guard, S, guard */
 	guarded = (uint8_t *)SYS(mmap(NULL, (4 * CHURN_PAGES + DROP_PAGES + 6) * PAGE, PROT_NONE,
 				      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
@@ -309,6 +316,7 @@ int main(void)
 	for (int i = 0; i < WRITERS; i++)
 		SYS(pthread_create(&writers[i].thread, NULL, write_loop, &writers[i]));
 	SYS(pthread_create(&churner, NULL, churn_loop, NULL));
+	SYS(pthread_create(&slow_writer.thread, NULL, write_loop, &slow_writer));
 	ready();
 	wait_for_sigterm();
 
@@ -316,6 +324,7 @@ int main(void)
 	for (int i = 0; i < WRITERS; i++)
 		pthread_join(writers[i].thread, NULL);
 	pthread_join(churner, NULL);
+	pthread_join(slow_writer.thread, NULL);
 	SYS(kill(child, SIGTERM));
 	SYS(waitpid(child, &status, 0));
 	CHECK(!trouble[0], "%s", trouble);
@@ -323,6 +332,7 @@ int main(void)
 	      "the child's writer found its memory inconsistent (status 0x%x)", status);
 	for (int i = 0; i < WRITERS; i++)
 		check_writer(&writers[i]);
+	check_writer(&slow_writer);
 	expect_pattern("churn area", churn, CHURN_PAGES * PAGE,
 		       page_seed(10, 0, atomic_load(&churn_gen)));
 	for (int j = 0; j < DROP_PAGES; j++) {
@@ -339,9 +349,10 @@ int main(void)
 		      (unsigned long long)atomic_load(&swaps), swap_what, off);
 	}
 	expect_pattern("ballast", ballast, BALLAST_BYTES, 0xba11a57);
-	note("writers at %llu %llu %llu, churn at %llu, drop at %llu, swaps %llu",
-	     (unsigned long long)writers[0].count, (unsigned long long)writers[1].count,
-	     (unsigned long long)writers[2].count, (unsigned long long)churn_gen,
+	note("writers at %llu %llu %llu, slow writer at %llu, churn at %llu, drop at %llu, "
+	     "swaps %llu", (unsigned long long)writers[0].count,
+	     (unsigned long long)writers[1].count, (unsigned long long)writers[2].count,
+	     (unsigned long long)slow_writer.count, (unsigned long long)churn_gen,
 	     (unsigned long long)drop_step, (unsigned long long)swaps);
 	pass();
 }

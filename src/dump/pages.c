@@ -1,7 +1,8 @@
 /*
  * Copy the pages chosen by collect_mm.c into the image. For each area: a
  * PAGEMAP section listing its runs of pages, then PAGES sections (at most
- * one chunk each, page aligned in the file) with their data in run order.
+ * one chunk each, page aligned in the file from 64 KiB on) with their data
+ * in run order.
  * Memory is read with one process_vm_readv per chunk; areas the task cannot
  * read (PROT_NONE...) through /proc/PID/mem, which may; shared anonymous
  * memory through its shmem file so holes are never populated. Reading,

@@ -23,9 +23,15 @@
 #define CRYO_IMG_MAGIC		"CRYOIMG1"
 #define CRYO_IMG_FOOTER_MAGIC	"CRYOEND1"
 #define CRYO_IMG_MAJOR		1
-#define CRYO_IMG_MINOR		1
+#define CRYO_IMG_MINOR		2
 #define CRYO_IMG_ARCH_X86_64	62	/* ELF e_machine EM_X86_64 */
 #define CRYO_IMG_PAGE_SIZE	4096
+/*
+ * PAGES payloads from this size on start on a page boundary (1.2; before,
+ * all did): below it, a page of padding would cost more than an unaligned
+ * read (10 000 areas of two pages: 84 MB of image for 41 MB of data).
+ */
+#define CRYO_IMG_PAGES_ALIGN_MIN	(64u << 10)
 #define CRYO_SECTION_MAGIC	0x54434553u	/* "SECT" */
 
 struct cryo_file_header {

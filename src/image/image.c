@@ -372,7 +372,7 @@ int imgw_section_aligned_crc(struct img_writer *w, uint32_t type, uint64_t id,
 
 	if (ret)
 		return ret;
-	if (payload_off % CRYO_IMG_PAGE_SIZE) {
+	if (len >= CRYO_IMG_PAGES_ALIGN_MIN && payload_off % CRYO_IMG_PAGE_SIZE) {
 		/*
 		 * A PAD section (header + zeros) so that the header after it
 		 * ends on a page boundary. w->off is 8-aligned, so is the gap.
@@ -972,7 +972,7 @@ static int check_sections(struct img_reader *r, struct scan *s, uint64_t index_o
 		if (!type_is_known(h.type) && r->hdr.version_minor <= CRYO_IMG_MINOR)
 			return bad_section(r, i, h.type, e->offset,
 					   "unknown section type in an image of a known version");
-		if (h.type == CRYO_SEC_PAGES &&
+		if (h.type == CRYO_SEC_PAGES && h.length >= CRYO_IMG_PAGES_ALIGN_MIN &&
 		    (e->offset + SECTION_HEADER_BYTES) % CRYO_IMG_PAGE_SIZE)
 			return bad_section(r, i, h.type, e->offset,
 					   "page data not aligned to a page");

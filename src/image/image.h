@@ -29,7 +29,10 @@ int imgw_section(struct img_writer *w, uint32_t type, uint64_t id, uint32_t entr
 /* imgw_section() with the payload's CRC-32C already computed (by another thread). */
 int imgw_section_crc(struct img_writer *w, uint32_t type, uint64_t id, uint32_t entry_size,
 		     uint32_t entry_count, const void *payload, uint64_t len, uint32_t payload_crc);
-/* Same, but the payload starts on a page boundary (PAD section before it). */
+/*
+ * Page data: the payload starts on a page boundary (PAD section before it)
+ * if it is at least CRYO_IMG_PAGES_ALIGN_MIN long.
+ */
 int imgw_section_aligned(struct img_writer *w, uint32_t type, uint64_t id, uint32_t entry_size,
 			 uint32_t entry_count, const void *payload, uint64_t len);
 /* Same, with the payload's CRC-32C already computed by the caller (page data). */

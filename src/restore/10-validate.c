@@ -404,7 +404,8 @@ static uint64_t data_section_pages(struct restore_ctx *r, size_t s)
 		return zh.raw_len / PAGE_SIZE_BYTES;
 	}
 	if (e->length != (uint64_t)e->entry_count * PAGE_SIZE_BYTES ||
-	    imgr_payload_offset(r->img, s) % PAGE_SIZE_BYTES)
+	    (e->length >= CRYO_IMG_PAGES_ALIGN_MIN &&
+	     imgr_payload_offset(r->img, s) % PAGE_SIZE_BYTES))
 		return 0;
 	return e->entry_count;
 }

@@ -3,7 +3,7 @@
  *
  * Every area of the image is mapped in a "premap" region that overlaps
  * neither the image's layout nor ours, filled straight from the image
- * (page data is page aligned in the file; areas with several sections of
+ * (large page data is page aligned in the file; areas with several sections of
  * it, and pre-copied data, on several threads: unpack.c), given its
  * protection and madvise flags. Areas are spaced one unmapped page apart
  * so that when the restorer moves them into place with mremap their page

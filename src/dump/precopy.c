@@ -808,7 +808,7 @@ int precopy_trim(struct dump_ctx *c)
 	return ret;
 }
 
-/* Has the killed process p let go of its memory (or is it gone)? */
+/* Has the killed process pid let go of its memory (or is it gone)? */
 static int memory_released(pid_t pid)
 {
 	struct buf b = { 0 };

@@ -218,11 +218,33 @@ static int depth_in_scope(struct dump_tree *t, struct dump_ctx *c)
 	return depth;
 }
 
+/* By depth, then session leaders, group leaders, the rest; then as found. */
 static int cmp_depth(const void *a, const void *b)
 {
 	const int *x = a, *y = b;
 
-	return x[0] != y[0] ? x[0] - y[0] : x[1] - y[1];
+	for (int k = 0; k < 3; k++)
+		if (x[k] != y[k])
+			return x[k] - y[k];
+	return 0;
+}
+
+/*
+ * 0 for a session leader, 1 for a group leader, 2 for the rest: restore
+ * creates a session or group with its leader, before the members that join
+ * it. (PIDs say nothing of that order once they wrapped around pid_max.)
+ */
+static int leader_rank(const struct dump_ctx *c)
+{
+	pid_t pid = c->img_task.pid, sid = c->img_task.sid, pgid = c->img_task.pgid;
+	struct proc_stat st;
+
+	if (!c->zombie && !proc_read_stat(c->pid, 0, &st)) {
+		pid = c->pid;
+		sid = st.session;
+		pgid = st.pgrp;
+	}
+	return pid == sid ? 0 : pid == pgid ? 1 : 2;
 }
 
 /*
@@ -236,7 +258,7 @@ static int freeze_members(struct dump_tree *t, enum cryo_scope scope, pid_t id)
 {
 	const char *what = scope == CRYO_SCOPE_PGID ? "process group" : "session";
 	struct dump_ctx **sorted;
-	int n, (*order)[2];
+	int n, (*order)[3];
 
 	if ((scope == CRYO_SCOPE_PGID ? getpgid(0) : getsid(0)) == id)
 		return cryo_fail(CRYO_EUSAGE, "cryo itself is in %s %d: run it from outside",
@@ -278,11 +300,12 @@ static int freeze_members(struct dump_tree *t, enum cryo_scope scope, pid_t id)
 	}
 	for (int i = 0; i < t->nr_procs; i++) {
 		order[i][0] = depth_in_scope(t, t->procs[i]);
-		order[i][1] = i;
+		order[i][1] = leader_rank(t->procs[i]);
+		order[i][2] = i;
 	}
 	qsort(order, t->nr_procs, sizeof(*order), cmp_depth);
 	for (int i = 0; i < t->nr_procs; i++)
-		sorted[i] = t->procs[order[i][1]];
+		sorted[i] = t->procs[order[i][2]];
 	free(t->procs);
 	free(order);
 	t->procs = sorted;
@@ -629,8 +652,8 @@ int cryo_checkpoint(const struct cryo_checkpoint_opts *opts)
 	struct img_writer *w = NULL;
 	sigset_t defer, old_mask;
 	uint64_t t0 = now_ns(), t_frozen = 0, t_frozen_start = 0, t_pre_frozen = 0;
-	uint64_t t_collected = 0, t_written = 0;
-	int ret;
+	uint64_t t_collected = 0, t_written = 0, t_thawed = 0;
+	int released = 0, ret;
 
 	if (opts->pid <= 0)
 		return cryo_fail(CRYO_EUSAGE, "invalid PID %d", opts->pid);
@@ -692,6 +715,17 @@ int cryo_checkpoint(const struct cryo_checkpoint_opts *opts)
 		ret = fault_point("checkpoint:write");
 	if (!ret)
 		tree.image_bytes = imgw_bytes_written(w);
+	/*
+	 * Left running, the tree need not wait for the image to reach the
+	 * storage (on a slow disk, seconds): all of it is written, and if the
+	 * commit fails the tree runs on, as after any failure. Killed or
+	 * stopped, it waits: then it must stay as it was until the image is safe.
+	 */
+	if (!ret && opts->after == CRYO_LEAVE_RUNNING) {
+		release_tree(&tree, CRYO_LEAVE_RUNNING);
+		t_thawed = now_ns();
+		released = 1;
+	}
 	if (!ret) {
 		ret = imgw_commit(w, opts->no_sync);
 		w = NULL;	/* commit consumes it, successful or not */
@@ -705,18 +739,24 @@ out:
 	if (w)
 		imgw_abort(w);
 	if (ret) {
-		release_tree(&tree, CRYO_LEAVE_RUNNING);
+		if (!released)
+			release_tree(&tree, CRYO_LEAVE_RUNNING);
 	} else {
+		uint64_t t_end = now_ns();
+
+		if (!released) {
+			release_tree(&tree, opts->after);
+			t_thawed = now_ns();
+		}
 		cryo_debug("checkpoint of %d (%d processes): frozen %.1f ms, total %.1f ms "
 			   "(freeze %.1f, collect %.1f, write %.1f, commit %.1f)",
-			   opts->pid, tree.nr_procs, (now_ns() - t_frozen) / 1e6,
-			   (now_ns() - t0) / 1e6, (t_frozen - t_frozen_start) / 1e6,
+			   opts->pid, tree.nr_procs, (t_thawed - t_frozen) / 1e6,
+			   (t_end - t0) / 1e6, (t_frozen - t_frozen_start) / 1e6,
 			   (t_collected - t_frozen) / 1e6, (t_written - t_collected) / 1e6,
-			   (now_ns() - t_written) / 1e6);
-		release_tree(&tree, opts->after);
+			   (t_end - t_written) / 1e6);
 		precopy_release(&tree, opts->after == CRYO_KILL);
 		if (opts->stats)
-			fill_stats(opts->stats, &tree, t_pre_frozen + now_ns() - t_frozen_start,
+			fill_stats(opts->stats, &tree, t_pre_frozen + t_thawed - t_frozen_start,
 				   now_ns() - t0, precopy_pages(&tree));
 	}
 	sigprocmask(SIG_SETMASK, &old_mask, NULL);

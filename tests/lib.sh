@@ -222,13 +222,19 @@ reap_child() {
 # replaced by '*' where it cannot survive a restore: deleted files, /dev/zero
 # shared mappings, memfd and SysV shared memory.
 masked_maps() {
-	# /proc/PID/maps is read in pieces: a program that maps and unmaps while
-	# it runs (mem_precopy) can show a line twice or not at all in one read.
-	# Read until two reads in a row agree.
-	local prev="" cur i
-	for i in 1 2 3 4 5 6 7 8 9 10; do
+	# /proc/PID/maps is read in pieces (and, since 6.17, under per-area
+	# locks): a program that remaps while it runs (mem_precopy) can show a
+	# line twice or not at all in one read, even in two reads in a row (seen
+	# once in CI). Read until three reads in a row agree.
+	local prev="" cur i same=0
+	for i in $(seq 20); do
 		cur=$(masked_maps_once "$1")
-		[ "$i" -gt 1 ] && [ "$cur" = "$prev" ] && break
+		if [ "$i" -gt 1 ] && [ "$cur" = "$prev" ]; then
+			same=$((same + 1))
+			[ "$same" -ge 2 ] && break
+		else
+			same=0
+		fi
 		prev=$cur
 	done
 	[ -z "$cur" ] || printf '%s\n' "$cur"

@@ -42,6 +42,7 @@
 #define PAUSE_EVERY_PAGES 8
 #define PAUSE_NS 200000
 #define SLOW_PAUSE_NS 1000000	/* the slow writer: one page per millisecond */
+#define CHURN_PAUSE_NS 1000000	/* the churner: its remaps make a maps read racy */
 #define SLOW_ID 20
 
 struct writer {
@@ -118,12 +119,11 @@ static int move(uint8_t *from, uint8_t *to)
 	return -1;
 }
 
-static void pause_a_little(uint64_t g, int slow)
+static void pause_ns(long ns)
 {
-	struct timespec ts = { 0, slow ? SLOW_PAUSE_NS : PAUSE_NS };
+	struct timespec ts = { 0, ns };
 
-	if (slow || g % PAUSE_EVERY_PAGES == 0)
-		nanosleep(&ts, NULL);
+	nanosleep(&ts, NULL);
 }
 
 /* What page k of writer w must hold when its counter is c. */
@@ -154,7 +154,10 @@ static void *write_loop(void *arg)
 		w->log[k] = g;
 		atomic_signal_fence(memory_order_seq_cst);
 		atomic_store(&w->count, g);
-		pause_a_little(g, w->id == SLOW_ID);
+		if (w->id == SLOW_ID)
+			pause_ns(SLOW_PAUSE_NS);
+		else if (g % PAUSE_EVERY_PAGES == 0)
+			pause_ns(PAUSE_NS);
 	}
 	return NULL;
 }
@@ -254,7 +257,7 @@ static void *churn_loop(void *arg)
 			break;
 		atomic_signal_fence(memory_order_seq_cst);
 		atomic_store(&swaps, atomic_load(&swaps) + 1);
-		pause_a_little(0, 0);
+		pause_ns(CHURN_PAUSE_NS);
 	}
 	return NULL;
 }

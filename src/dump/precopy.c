@@ -7,17 +7,19 @@
  *          pidfd_getfd and closed in the task, so cryo holds the only
  *          reference; its private anonymous areas are registered for
  *          asynchronous write-protection (WP_ASYNC, WP_UNPOPULATED).
- *   protect (tree running, a thread of cryo) the present pages of those
- *          areas are write-protected with PAGEMAP_SCAN, COPY_SCAN_BYTES at
- *          a time, ahead of the copy. A write then only clears the page's
- *          protection, in the kernel, without any message to read. (No
- *          need to freeze for it: a page is read only once protected, so
- *          a write after its copy is always seen. Protecting 1 GiB walks
- *          262 144 page table entries, 10 ms, that the tree used to spend
- *          frozen and the copy waiting.)
+ *   protect (tree running) the present pages of those areas are
+ *          write-protected with PAGEMAP_SCAN, COPY_SCAN_BYTES at a time,
+ *          each window just before the copy reads it. A write then only
+ *          clears the page's protection, in the kernel, without any message
+ *          to read. (No need to freeze for it: a page is read only once
+ *          protected, so a write after its copy is always seen. Protecting
+ *          1 GiB walks 262 144 page table entries, 10 ms, that the tree
+ *          used to spend frozen. The copy's thread does it, not a thread of
+ *          its own: the image writer is the bottleneck, and a third busy
+ *          thread on a two-CPU machine took the writer's CPU.)
  *   copy   (tree running) every present page of those areas goes into the
- *          image as pre-copy data (CRYO_PRECOPY_PAGES_ID | pid), each part
- *          once protected.
+ *          image as pre-copy data (CRYO_PRECOPY_PAGES_ID | pid), each
+ *          window once protected.
  *   final  (tree frozen again, before collect_mm) PAGEMAP_SCAN tells which
  *          pre-copied pages are still exact: in an area still registered
  *          (a moved or new area is not), present, not the zero page, not
@@ -36,7 +38,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,7 +60,6 @@
 
 struct precopy_area {
 	uint64_t start, end;
-	uint64_t protected_end;	/* [start, protected_end) is protected (struct precopy's lock) */
 	int untrusted;		/* protecting failed: unregistered, nothing of it is reused */
 	uint64_t *copied;	/* one bit per page: its data is in the image */
 	uint64_t *reuse;	/* final: copied and still exact */
@@ -76,7 +76,7 @@ struct precopy_proc {
 	pid_t pid;
 	unsigned long long starttime;
 	int uffd;
-	int pagemap_fd;		/* the protector's */
+	int pagemap_fd;
 	struct precopy_area *areas;
 	int nr_areas;
 	struct restart_note *restarts;
@@ -86,13 +86,6 @@ struct precopy_proc {
 struct precopy {
 	struct precopy_proc *procs;
 	int nr_procs;
-	/* the protector thread (areas' protected_end, untrusted; protect_done) */
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	pthread_t protector;
-	int protector_started;
-	int protect_done;	/* the protector has finished (or stopped) */
-	int protect_stop;	/* ask it to stop */
 	uint64_t pages_copied;
 	struct iovec remote[PRECOPY_MAX_IOV];	/* the next chunk to read */
 	int nr_iov;
@@ -249,7 +242,6 @@ static int add_area(struct precopy_proc *pp, uint64_t start, uint64_t end)
 	memset(a, 0, sizeof(*a));
 	a->start = start;
 	a->end = end;
-	a->protected_end = start;
 	a->copied = bitmap_new(a);
 	a->reuse = bitmap_new(a);
 	a->kept = bitmap_new(a);
@@ -389,8 +381,6 @@ int precopy_arm(struct dump_tree *t, struct dump_tree *frozen)
 	t->precopy = xzalloc(sizeof(*t->precopy));
 	if (!t->precopy)
 		return CRYO_EINTERNAL;
-	pthread_mutex_init(&t->precopy->lock, NULL);
-	pthread_cond_init(&t->precopy->cond, NULL);
 	for (int i = 0; i < frozen->nr_procs && !ret; i++)
 		if (!frozen->procs[i]->zombie)
 			ret = arm_process(t->precopy, frozen->procs[i]);
@@ -512,72 +502,24 @@ static int copy_region(void *opaque, uint64_t start, uint64_t end)
 	return 0;
 }
 
-/* Protector thread: every area, COPY_SCAN_BYTES at a time, in the order the copy reads them. */
-static void *protector_main(void *arg)
+/*
+ * Protect [start, end) of area a before the copy reads it. If that fails the
+ * area is partly protected: it must not be trusted, nor stay registered.
+ */
+static int protect_window(struct precopy_proc *pp, struct precopy_area *a, uint64_t start,
+			  uint64_t end)
 {
-	struct precopy *pc = arg;
+	int err = write_protect(pp->pagemap_fd, start, end);
 
-	for (int p = 0; p < pc->nr_procs; p++) {
-		struct precopy_proc *pp = &pc->procs[p];
+	if (err) {
+		struct uffdio_range r = { a->start, a->end - a->start };
 
-		for (int i = 0; i < pp->nr_areas; i++) {
-			struct precopy_area *a = &pp->areas[i];
-
-			for (uint64_t s = a->start; s < a->end;) {
-				uint64_t e = a->end - s > COPY_SCAN_BYTES ? s + COPY_SCAN_BYTES : a->end;
-				int err = write_protect(pp->pagemap_fd, s, e);
-
-				pthread_mutex_lock(&pc->lock);
-				if (err) {
-					/* partly protected: must not be trusted, nor stay registered */
-					struct uffdio_range r = { a->start, a->end - a->start };
-
-					ioctl(pp->uffd, UFFDIO_UNREGISTER, &r);
-					a->untrusted = 1;
-					cryo_debug("pre-copy: process %d: protecting %lx-%lx: %s", pp->pid,
-						   (unsigned long)s, (unsigned long)e, strerror(-err));
-					e = a->end;
-				}
-				a->protected_end = e;
-				pthread_cond_broadcast(&pc->cond);
-				int stop = pc->protect_stop;
-				pthread_mutex_unlock(&pc->lock);
-				if (stop)
-					goto out;
-				s = e;
-			}
-		}
+		ioctl(pp->uffd, UFFDIO_UNREGISTER, &r);
+		a->untrusted = 1;
+		cryo_debug("pre-copy: process %d: protecting %lx-%lx: %s", pp->pid,
+			   (unsigned long)start, (unsigned long)end, strerror(-err));
 	}
-out:
-	pthread_mutex_lock(&pc->lock);
-	pc->protect_done = 1;
-	pthread_cond_broadcast(&pc->cond);
-	pthread_mutex_unlock(&pc->lock);
-	return NULL;
-}
-
-static void protector_stop(struct precopy *pc)
-{
-	if (!pc->protector_started)
-		return;
-	pthread_mutex_lock(&pc->lock);
-	pc->protect_stop = 1;
-	pthread_mutex_unlock(&pc->lock);
-	pthread_join(pc->protector, NULL);
-	pc->protector_started = 0;
-}
-
-/* Wait until [start, end) of a is protected; 0 if it never will be (copy none of it). */
-static int wait_protected(struct precopy *pc, struct precopy_area *a, uint64_t end)
-{
-	int ok;
-
-	pthread_mutex_lock(&pc->lock);
-	while (a->protected_end < end && !a->untrusted && !pc->protect_done)
-		pthread_cond_wait(&pc->cond, &pc->lock);
-	ok = a->protected_end >= end && !a->untrusted;
-	pthread_mutex_unlock(&pc->lock);
-	return ok;
+	return err;
 }
 
 int precopy_copy(struct dump_tree *t, struct img_writer *w)
@@ -589,42 +531,28 @@ int precopy_copy(struct dump_tree *t, struct img_writer *w)
 
 	if (ret)
 		return ret;
-	ret = pthread_create(&pc->protector, NULL, protector_main, pc);
-	if (ret) {
-		page_pipe_finish(pipe, CRYO_EINTERNAL);
-		return cryo_fail(CRYO_EINTERNAL, "cannot start the pre-copy's protector thread: %s",
-				 strerror(ret));
-	}
-	pc->protector_started = 1;
 	for (int p = 0; p < pc->nr_procs && !ret; p++) {
 		struct precopy_proc *pp = &pc->procs[p];
-		char path[64];
-		int fd;
 
-		snprintf(path, sizeof(path), "/proc/%d/pagemap", pp->pid);
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			continue;	/* gone: the final freeze will tell */
 		for (int i = 0; i < pp->nr_areas && !ret; i++) {
 			struct copy_ctx x = { t, pipe, pp, &pp->areas[i], 0 };
 
 			/*
 			 * Present, not the zero page: the same choice as collect_mm. A
-			 * scan that fails (the process exited...) just copies less.
+			 * scan that fails (the process exited...) just copies less; an
+			 * area that could not be protected, none of the rest.
 			 */
 			for (uint64_t s = x.a->start; s < x.a->end && !x.err; s += COPY_SCAN_BYTES) {
 				uint64_t e = x.a->end - s > COPY_SCAN_BYTES ? s + COPY_SCAN_BYTES : x.a->end;
 
-				if (!wait_protected(pc, x.a, e) ||
-				    scan(fd, s, e, PM_IS_PFNZERO, PM_IS_PFNZERO,
+				if (protect_window(pp, x.a, s, e) ||
+				    scan(pp->pagemap_fd, s, e, PM_IS_PFNZERO, PM_IS_PFNZERO,
 					 PM_IS_PRESENT | PM_IS_SWAPPED, copy_region, &x))
 					break;
 			}
 			ret = x.err ? x.err : flush(&x);
 		}
-		close(fd);
 	}
-	protector_stop(pc);
 	/* the last chunks are written while the tree is frozen and collected */
 	if (ret)
 		page_pipe_finish(pipe, ret);
@@ -845,7 +773,6 @@ void precopy_free(struct dump_tree *t)
 
 	if (!pc)
 		return;
-	protector_stop(pc);
 	for (int p = 0; p < pc->nr_procs; p++) {
 		if (pc->procs[p].uffd >= 0)
 			close(pc->procs[p].uffd);
@@ -860,8 +787,6 @@ void precopy_free(struct dump_tree *t)
 		free(pc->procs[p].restarts);
 	}
 	free(pc->procs);
-	pthread_mutex_destroy(&pc->lock);
-	pthread_cond_destroy(&pc->cond);
 	free(pc);
 	t->precopy = NULL;
 }

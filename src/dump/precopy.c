@@ -88,6 +88,7 @@ struct precopy {
 	int nr_procs;
 	uint64_t pages_copied;
 	struct iovec remote[PRECOPY_MAX_IOV];	/* the next chunk to read */
+	struct precopy_area *remote_area[PRECOPY_MAX_IOV];	/* what each range is part of */
 	int nr_iov;
 	size_t len;
 };
@@ -451,10 +452,11 @@ static int flush(struct copy_ctx *x)
 	ch->kept.nr = 0;
 	for (int i = 0; i < pc->nr_iov && n > 0; i++) {
 		uint64_t addr = (uint64_t)pc->remote[i].iov_base;
+		struct precopy_area *a = pc->remote_area[i];
 
 		for (size_t off = 0; off < pc->remote[i].iov_len && in < (size_t)n;
 		     off += PAGE_SIZE_BYTES, in += PAGE_SIZE_BYTES) {
-			bit_set(x->a->copied, (addr + off - x->a->start) / PAGE_SIZE_BYTES);
+			bit_set(a->copied, (addr + off - a->start) / PAGE_SIZE_BYTES);
 			if (page_is_zero(ch->buf + in))
 				continue;
 			if (out != in)
@@ -488,6 +490,7 @@ static int copy_region(void *opaque, uint64_t start, uint64_t end)
 
 		pc->remote[pc->nr_iov].iov_base = (void *)start;
 		pc->remote[pc->nr_iov].iov_len = n;
+		pc->remote_area[pc->nr_iov] = x->a;
 		pc->nr_iov++;
 		pc->len += n;
 		start += n;
@@ -534,9 +537,11 @@ int precopy_copy(struct dump_tree *t, struct img_writer *w)
 	for (int p = 0; p < pc->nr_procs && !ret; p++) {
 		struct precopy_proc *pp = &pc->procs[p];
 
-		for (int i = 0; i < pp->nr_areas && !ret; i++) {
-			struct copy_ctx x = { t, pipe, pp, &pp->areas[i], 0 };
+		/* chunks span areas: a small area does not take a slot of the pipe alone */
+		struct copy_ctx x = { t, pipe, pp, NULL, 0 };
 
+		for (int i = 0; i < pp->nr_areas && !x.err; i++) {
+			x.a = &pp->areas[i];
 			/*
 			 * Present, not the zero page: the same choice as collect_mm. A
 			 * scan that fails (the process exited...) just copies less; an
@@ -550,8 +555,8 @@ int precopy_copy(struct dump_tree *t, struct img_writer *w)
 					 PM_IS_PRESENT | PM_IS_SWAPPED, copy_region, &x))
 					break;
 			}
-			ret = x.err ? x.err : flush(&x);
 		}
+		ret = x.err ? x.err : flush(&x);
 	}
 	/* the last chunks are written while the tree is frozen and collected */
 	if (ret)

@@ -213,14 +213,14 @@ static void *writer_main(void *arg)
 	struct page_pipe *pp = arg;
 
 	/*
-	 * While the first chunk is read into slot 0, fault in the other
-	 * buffers (in a VM, 2-3 ms per 8 MiB touched the first time): the
-	 * reader then finds them ready, and this thread is running on the
-	 * other CPU by the time the first chunk comes.
+	 * While the first chunk is read into slot 0, fault in the other slots'
+	 * input buffers (in a VM, 2-3 ms per 8 MiB touched the first time):
+	 * the reader then finds them ready, and this thread is running on the
+	 * other CPU by the time the first chunk comes. (Not the compressed
+	 * output buffers: each is filled only as far as its chunk compresses.)
 	 */
 	if (pp->nr_slots > 1)
-		madvise(pp->slot[1].buf, pp->mem_len - (size_t)(pp->slot[1].buf - pp->mem),
-			MADV_POPULATE_WRITE);
+		madvise(pp->slot[1].buf, (pp->nr_slots - 1) * pp->chunk_bytes, MADV_POPULATE_WRITE);
 
 	pthread_mutex_lock(&pp->lock);
 	for (;;) {

@@ -275,6 +275,42 @@ static int classify_fd(struct dump_ctx *c, int idx, struct stat *sbs, const char
 	}
 	if (!strcmp(path, "anon_inode:[eventpoll]"))
 		return collect_epoll(c, f);
+	/*
+	 * Their whole state is in fdinfo. (An eventfd shared with a task
+	 * outside the tree comes back cut off from it: cryo cannot see who
+	 * else holds it. Kernel users of eventfds, io_uring or KVM, come with
+	 * descriptors cryo refuses.)
+	 */
+	if (!strcmp(path, "anon_inode:[eventfd]") || !strcmp(path, "anon_inode:[signalfd]")) {
+		struct proc_fdinfo fi;
+		int eventfd = !strcmp(path, "anon_inode:[eventfd]");
+
+		/* before Linux 6.6 fdinfo does not tell EFD_SEMAPHORE */
+		if (proc_read_fdinfo(c->pid, fd, &fi) ||
+		    !(eventfd ? fi.has_eventfd_count && fi.has_eventfd_semaphore : fi.has_sigmask))
+			return cryo_fail(CRYO_EUNSUPP, "process %d: fd %d (%s): its state is not "
+					 "in fdinfo on this kernel: not supported", c->pid, fd, path);
+		f->kind = eventfd ? CRYO_FD_EVENTFD : CRYO_FD_SIGNALFD;
+		f->eventfd_count = fi.eventfd_count;
+		f->eventfd_flags = fi.eventfd_semaphore ? CRYO_EVENTFD_SEMAPHORE : 0;
+		f->signal_mask = fi.sigmask;
+		return 0;
+	}
+	if (!strcmp(path, "anon_inode:[timerfd]")) {
+		struct proc_fdinfo fi;
+
+		if (proc_read_fdinfo(c->pid, fd, &fi) || fi.timer_fields != 5)
+			return cryo_fail(CRYO_EUNSUPP, "process %d: fd %d (%s): its state is not "
+					 "in fdinfo on this kernel: not supported", c->pid, fd, path);
+		/* the time left is kept; the timer runs on from the restore (as interval timers) */
+		f->kind = CRYO_FD_TIMERFD;
+		f->timer_clockid = fi.timer_clockid;
+		f->timer_flags = fi.timer_flags;
+		f->timer_ticks = fi.timer_ticks;
+		f->timer_value_ns = fi.timer_value_ns;
+		f->timer_interval_ns = fi.timer_interval_ns;
+		return 0;
+	}
 	if (!strcmp(path, "anon_inode:[pidfd]")) {
 		struct proc_fdinfo fi;
 

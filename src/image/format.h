@@ -23,7 +23,7 @@
 #define CRYO_IMG_MAGIC		"CRYOIMG1"
 #define CRYO_IMG_FOOTER_MAGIC	"CRYOEND1"
 #define CRYO_IMG_MAJOR		1
-#define CRYO_IMG_MINOR		2
+#define CRYO_IMG_MINOR		3
 #define CRYO_IMG_ARCH_X86_64	62	/* ELF e_machine EM_X86_64 */
 #define CRYO_IMG_PAGE_SIZE	4096
 /*
@@ -336,7 +336,13 @@ enum cryo_fd_kind {
 	CRYO_FD_FIFO,			/* named FIFO, every opener in the image (pipe_ino) */
 	CRYO_FD_EXTERNAL,		/* pipe or FIFO leading outside (checkpoint --external) */
 	CRYO_FD_EPOLL,			/* epoll instance: its watches in blob_id */
+	CRYO_FD_EVENTFD,		/* eventfd: eventfd_count, eventfd_flags (1.3) */
+	CRYO_FD_SIGNALFD,		/* signalfd: signal_mask (1.3) */
+	CRYO_FD_TIMERFD,		/* timerfd: timer_* (1.3) */
 };
+
+/* eventfd_flags of a CRYO_FD_EVENTFD descriptor. */
+#define CRYO_EVENTFD_SEMAPHORE	1u
 
 /* One watch of an epoll instance (the BLOB of a CRYO_FD_EPOLL descriptor). */
 struct cryo_img_epoll_watch {
@@ -373,6 +379,16 @@ struct cryo_img_fd {
 	uint64_t proc_starttime;	/* OUTSIDE: its start time (clock ticks after boot) */
 	uint32_t shmem;			/* MEMFD: index in the SHMEM table */
 	uint32_t pad1;
+	/* 1.3 */
+	uint64_t eventfd_count;		/* EVENTFD: the counter */
+	uint64_t signal_mask;		/* SIGNALFD: bit N-1 set for signal N */
+	uint32_t eventfd_flags;		/* EVENTFD: CRYO_EVENTFD_* */
+	int32_t timer_clockid;		/* TIMERFD: CLOCK_* */
+	uint32_t timer_flags;		/* TIMERFD: its last settime's TFD_TIMER_* flags */
+	uint32_t pad2;
+	uint64_t timer_ticks;		/* TIMERFD: expirations not read yet */
+	uint64_t timer_value_ns;	/* TIMERFD: time to the next expiration; 0: disarmed */
+	uint64_t timer_interval_ns;	/* TIMERFD: period; 0: one-shot */
 } __attribute__((packed));
 
 #endif

@@ -378,7 +378,7 @@ static const char *const vma_flag_names[] = {
 
 static const char *const fd_kind_names[] = {
 	NULL, "reg", "dir", "chr", "deleted", "pipe", "dup", "inherit", "proc", "pidfd", "memfd",
-	"fifo", "external", "epoll",
+	"fifo", "external", "epoll", "eventfd", "signalfd", "timerfd",
 };
 
 static const char *const shmem_kind_names[] = { "anonymous", "memfd", "sysv", "deleted" };
@@ -719,6 +719,19 @@ static void print_fd(struct inspect *in, const struct cryo_img_fd *f)
 	}
 	if (f->kind == CRYO_FD_MEMFD || o->json)
 		o_u64(o, "shmem", f->shmem);
+	if (f->kind == CRYO_FD_EVENTFD || o->json) {
+		o_u64(o, "eventfd_count", f->eventfd_count);
+		o_u64(o, "eventfd_flags", f->eventfd_flags);
+	}
+	if (f->kind == CRYO_FD_SIGNALFD || o->json)
+		o_hex(o, "signal_mask", f->signal_mask);
+	if (f->kind == CRYO_FD_TIMERFD || o->json) {
+		o_i64(o, "timer_clockid", f->timer_clockid);
+		o_oct(o, "timer_flags", f->timer_flags);
+		o_u64(o, "timer_ticks", f->timer_ticks);
+		o_u64(o, "timer_value_ns", f->timer_value_ns);
+		o_u64(o, "timer_interval_ns", f->timer_interval_ns);
+	}
 	o_obj_end(o);
 }
 

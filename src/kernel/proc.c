@@ -351,6 +351,19 @@ pid_t proc_tgid(pid_t tid)
 	return st.tgid;
 }
 
+/* "KEY (S, NS)" as timerfd's fdinfo prints a time: 1 and *ns set if line is that. */
+static int parse_timespec_ns(const char *line, const char *key, uint64_t *ns)
+{
+	unsigned long long s, n;
+	size_t len = strlen(key);
+
+	if (strncmp(line, key, len) || sscanf(line + len, " (%llu, %llu)", &s, &n) != 2 ||
+	    n >= 1000000000ull || s >= UINT64_MAX / 1000000000ull)
+		return 0;
+	*ns = s * 1000000000ull + n;
+	return 1;
+}
+
 int proc_read_fdinfo(pid_t pid, int fd, struct proc_fdinfo *fi)
 {
 	struct buf b = { 0 };
@@ -372,6 +385,22 @@ int proc_read_fdinfo(pid_t pid, int fd, struct proc_fdinfo *fi)
 			fi->ino = strtoull(line + 4, NULL, 10);
 		else if (!strncmp(line, "Pid:", 4))
 			fi->pidfd_pid = atoi(line + 4);
+		else if (!strncmp(line, "eventfd-count:", 14)) {
+			fi->eventfd_count = strtoull(line + 14, NULL, 16);
+			fi->has_eventfd_count = 1;
+		} else if (!strncmp(line, "eventfd-semaphore:", 18)) {
+			fi->eventfd_semaphore = atoi(line + 18);
+			fi->has_eventfd_semaphore = 1;
+		} else if (!strncmp(line, "sigmask:", 8)) {
+			fi->sigmask = strtoull(line + 8, NULL, 16);
+			fi->has_sigmask = 1;
+		} else if (sscanf(line, "clockid: %d", &fi->timer_clockid) == 1 ||
+			   sscanf(line, "settime flags: %o", &fi->timer_flags) == 1 ||
+			   sscanf(line, "ticks: %" SCNu64, &fi->timer_ticks) == 1 ||
+			   parse_timespec_ns(line, "it_value:", &fi->timer_value_ns) ||
+			   parse_timespec_ns(line, "it_interval:", &fi->timer_interval_ns)) {
+			fi->timer_fields++;
+		}
 	}
 out:
 	buf_free(&b);

@@ -94,6 +94,17 @@ struct proc_fdinfo {
 	int mnt_id;
 	uint64_t ino;
 	int pidfd_pid;		/* "Pid:" of a pidfd; -1 once the task is reaped */
+	int has_eventfd_count;	/* an eventfd's fdinfo was read: */
+	uint64_t eventfd_count;	/* "eventfd-count:" (hex) */
+	int has_eventfd_semaphore;	/* the line is there (Linux 6.6+) */
+	int eventfd_semaphore;	/* "eventfd-semaphore:" */
+	int has_sigmask;	/* a signalfd's fdinfo was read: */
+	uint64_t sigmask;	/* "sigmask:" (hex, bit N-1 for signal N) */
+	int timer_fields;	/* a timerfd's fdinfo: how many of these were read (5) */
+	int timer_clockid;	/* "clockid:" */
+	uint32_t timer_flags;	/* "settime flags:" (octal) */
+	uint64_t timer_ticks;	/* "ticks:" */
+	uint64_t timer_value_ns, timer_interval_ns;	/* "it_value: (s, ns)", "it_interval:" */
 };
 int proc_read_fdinfo(pid_t pid, int fd, struct proc_fdinfo *fi);
 

@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/timerfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kernel/creds.h"
@@ -309,6 +311,17 @@ static int validate_epoll(struct restore_ctx *r, struct restore_proc *p,
 	return 0;
 }
 
+/* Times of a timerfd: far below where nanoseconds since the epoch stop fitting. */
+#define MAX_TIMER_NS (1ull << 62)
+
+/* The clocks timerfd_create() takes. */
+static int timerfd_clock(int32_t clockid)
+{
+	return clockid == CLOCK_REALTIME || clockid == CLOCK_MONOTONIC ||
+	       clockid == CLOCK_BOOTTIME || clockid == CLOCK_REALTIME_ALARM ||
+	       clockid == CLOCK_BOOTTIME_ALARM;
+}
+
 static int validate_fds(struct restore_ctx *r, struct restore_proc *p)
 {
 	for (uint32_t i = 0; i < p->nr_fds; i++) {
@@ -337,6 +350,28 @@ static int validate_fds(struct restore_ctx *r, struct restore_proc *p)
 		case CRYO_FD_FIFO:
 			if (path[0] != '/')
 				return bad(r, "fd %d: named FIFO path %s is not absolute", f->fd, path);
+			break;
+		case CRYO_FD_EVENTFD:
+			if (strcmp(path, "anon_inode:[eventfd]") ||
+			    f->eventfd_flags & ~CRYO_EVENTFD_SEMAPHORE ||
+			    f->eventfd_count == UINT64_MAX)
+				return bad(r, "fd %d: eventfd with path %s, flags %#x, count %llu",
+					   f->fd, path, f->eventfd_flags,
+					   (unsigned long long)f->eventfd_count);
+			break;
+		case CRYO_FD_SIGNALFD:
+			if (strcmp(path, "anon_inode:[signalfd]"))
+				return bad(r, "fd %d: signalfd with path %s", f->fd, path);
+			break;
+		case CRYO_FD_TIMERFD:
+			if (strcmp(path, "anon_inode:[timerfd]") || !timerfd_clock(f->timer_clockid) ||
+			    f->timer_flags & ~(TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET) ||
+			    f->timer_value_ns > MAX_TIMER_NS || f->timer_interval_ns > MAX_TIMER_NS)
+				return bad(r, "fd %d: timerfd with path %s, clock %d, flags %#x, "
+					   "value %llu ns, interval %llu ns", f->fd, path,
+					   f->timer_clockid, f->timer_flags,
+					   (unsigned long long)f->timer_value_ns,
+					   (unsigned long long)f->timer_interval_ns);
 			break;
 		case CRYO_FD_EPOLL: {
 			int ret = validate_epoll(r, p, f);

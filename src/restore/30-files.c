@@ -14,16 +14,25 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include "kernel/proc.h"
 #include "restore/restore.h"
 #include "util/util.h"
+
+#ifndef TFD_IOC_SET_TICKS
+#define TFD_IOC_SET_TICKS _IOW('T', 0, uint64_t)	/* linux/timerfd.h */
+#endif
 
 #define STDIO_FDS 3
 #define INTERNAL_FDS 16
@@ -356,9 +365,66 @@ static int open_external(struct restore_ctx *r, const struct cryo_img_fd *f)
 	return p[keep];
 }
 
+/* An eventfd with its counter; O_NONBLOCK is set by the caller with the other flags. */
+static int open_eventfd(struct restore_ctx *r, const struct cryo_img_fd *f)
+{
+	int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK |
+			  (f->eventfd_flags & CRYO_EVENTFD_SEMAPHORE ? EFD_SEMAPHORE : 0));
+
+	if (efd < 0)
+		return fail_fd(r, f, "eventfd");
+	/* the count is 64 bits wide, eventfd()'s initial value only 32 */
+	if (f->eventfd_count &&
+	    write(efd, &f->eventfd_count, sizeof(f->eventfd_count)) != sizeof(f->eventfd_count)) {
+		int ret = fail_fd(r, f, "setting its counter");
+
+		close(efd);
+		return ret;
+	}
+	return efd;
+}
+
+/* A signalfd for the same signals (their pending state is the process's own, phase 50). */
+static int open_signalfd(struct restore_ctx *r, const struct cryo_img_fd *f)
+{
+	sigset_t mask;
+	int sfd;
+
+	/* bit by bit: sigaddset() refuses the signals glibc keeps for itself (32, 33) */
+	sigemptyset(&mask);
+	memcpy(&mask, &f->signal_mask, sizeof(f->signal_mask));
+	sfd = signalfd(-1, &mask, SFD_CLOEXEC);
+	return sfd < 0 ? fail_fd(r, f, "signalfd") : sfd;
+}
+
+/*
+ * A timerfd on its clock with its expirations not read yet; the restorer
+ * arms it, last (restorer.c, arm_timerfds).
+ */
+static int open_timerfd(struct restore_ctx *r, const struct cryo_img_fd *f)
+{
+	int tfd = timerfd_create(f->timer_clockid, TFD_CLOEXEC | TFD_NONBLOCK);
+
+	if (tfd < 0)
+		return fail_fd(r, f, "timerfd_create");
+	if (f->timer_ticks && ioctl(tfd, TFD_IOC_SET_TICKS, &f->timer_ticks) < 0) {
+		int ret = fail_fd(r, f, "setting its expirations not read yet (TFD_IOC_SET_TICKS)");
+
+		close(tfd);
+		return ret;
+	}
+	return tfd;
+}
+
 static int open_description(struct restore_ctx *r, const struct cryo_img_fd *f)
 {
 	switch (f->kind) {
+	case CRYO_FD_TIMERFD:
+		return open_timerfd(r, f);
+	case CRYO_FD_EVENTFD:
+		return open_eventfd(r, f);
+	case CRYO_FD_SIGNALFD:
+		return open_signalfd(r, f);
 	case CRYO_FD_EXTERNAL:
 		return open_external(r, f);
 	case CRYO_FD_DELETED:
@@ -536,8 +602,11 @@ static int restore_one(struct restore_ctx *r, uint32_t i)
 	case CRYO_FD_DELETED:
 	case CRYO_FD_MEMFD:
 	case CRYO_FD_EXTERNAL:
+	case CRYO_FD_EVENTFD:
+	case CRYO_FD_SIGNALFD:
+	case CRYO_FD_TIMERFD:
 		fd = open_description(r, f);
-		if (fd >= 0 && f->kind == CRYO_FD_MEMFD &&
+		if (fd >= 0 && f->kind != CRYO_FD_DELETED && f->kind != CRYO_FD_EXTERNAL &&
 		    fcntl(fd, F_SETFL, f->flags & SETFL_FLAGS) < 0)
 			fd = fail_fd(r, f, "fcntl(F_SETFL)");
 		break;

@@ -712,8 +712,26 @@ static void fill_args(struct restore_ctx *r, const struct layout *l, struct rest
 	a->sigs = (uint64_t)sigs;
 	a->nr_sigs = p->nr_sigs;
 
+	struct restorer_timerfd *timerfds = (struct restorer_timerfd *)(sigs + p->nr_sigs);
+	for (uint32_t i = 0; i < p->nr_fds; i++) {
+		const struct cryo_img_fd *f = &p->fds[i];
+		struct restorer_timerfd *tf = &timerfds[a->nr_timerfds];
+
+		/* a fresh timerfd is what one never set looks like */
+		if (f->kind != CRYO_FD_TIMERFD ||
+		    !(f->timer_value_ns || f->timer_interval_ns || f->timer_flags))
+			continue;
+		tf->fd = f->fd;
+		tf->clockid = f->timer_clockid;
+		tf->flags = (int32_t)f->timer_flags;
+		tf->value_ns = f->timer_value_ns;
+		tf->interval_ns = f->timer_interval_ns;
+		a->nr_timerfds++;
+	}
+	a->timerfds = (uint64_t)timerfds;
+
 	/* secondary threads, then their stacks (page aligned, growing down) */
-	struct restorer_thread *threads = (struct restorer_thread *)(sigs + p->nr_sigs);
+	struct restorer_thread *threads = (struct restorer_thread *)(timerfds + a->nr_timerfds);
 	uint64_t stacks = PAGE_ALIGN_UP((uint64_t)(threads + p->nr_threads));
 	a->threads = (uint64_t)threads;
 	a->nr_threads = p->nr_threads - 1;
@@ -867,6 +885,7 @@ int restore_memory_and_jump(struct restore_ctx *r)
 			    pr->nr_vmas * sizeof(struct restorer_move) +
 			    pr->nr_vmas * sizeof(struct restorer_dup) +
 			    pr->nr_sigs * sizeof(struct restorer_siginfo) +
+			    pr->nr_fds * sizeof(struct restorer_timerfd) +
 			    pr->nr_threads * sizeof(struct restorer_thread) +
 			    (size_t)pr->nr_threads * THREAD_STACK_BYTES + PAGE_SIZE_BYTES +
 			    late_bytes(r);

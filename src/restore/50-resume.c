@@ -44,6 +44,7 @@ static const char *const step_names[RSTEP_COUNT] = {
 	[RSTEP_LATE_CWD] = "entering a working directory under /proc",
 	[RSTEP_SCHED] = "setting scheduling (policy, nice, I/O priority, CPUs)",
 	[RSTEP_REAP_HELPERS] = "reaping a leader helper",
+	[RSTEP_TIMERFD] = "arming a timerfd",
 };
 
 /* A task that died while being restored: was it the image's fault? */

@@ -37,6 +37,8 @@
 #define NR_rt_sigaction 13
 #define NR_mremap 25
 #define NR_setitimer 38
+#define NR_clock_gettime 228
+#define NR_timerfd_settime 286
 #define NR_setgroups 116
 #define NR_setresuid 117
 #define NR_setresgid 119
@@ -63,6 +65,7 @@
 #define SIGKILL 9
 #define SIGSTOP 19
 #define SS_DISABLE 2
+#define TFD_TIMER_ABSTIME 1
 #define SS_ONSTACK 1
 #define PR_SET_PDEATHSIG 1
 #define PR_SET_DUMPABLE 4
@@ -252,6 +255,35 @@ static int restore_signals_and_timers(struct restorer_args *a)
 		} ss = { a->sas_sp, a->sas_flags & ~SS_ONSTACK, 0, a->sas_size };
 
 		CHECK(a, RSTEP_SIGALTSTACK, sys2(NR_sigaltstack, &ss, 0), a->sas_sp);
+	}
+	return 0;
+}
+
+/*
+ * Arm the timerfds with the time they had left, as late as possible: the
+ * time the process spent checkpointed and being restored does not count
+ * (as for interval timers). An absolute timer stays absolute, due that
+ * long from now on its clock.
+ */
+static int arm_timerfds(struct restorer_args *a)
+{
+	const struct restorer_timerfd *tf = (const struct restorer_timerfd *)a->timerfds;
+
+	for (uint32_t i = 0; i < a->nr_timerfds; i++) {
+		struct { int64_t s, ns; } now = { 0, 0 };
+		struct { int64_t interval_s, interval_ns, value_s, value_ns; } its;
+		uint64_t value = tf[i].value_ns;
+
+		if (value && (tf[i].flags & TFD_TIMER_ABSTIME)) {
+			CHECK(a, RSTEP_TIMERFD, sys2(NR_clock_gettime, tf[i].clockid, &now), tf[i].fd);
+			value += (uint64_t)now.s * 1000000000ull + (uint64_t)now.ns;
+		}
+		its.interval_s = tf[i].interval_ns / 1000000000ull;
+		its.interval_ns = tf[i].interval_ns % 1000000000ull;
+		its.value_s = value / 1000000000ull;
+		its.value_ns = value % 1000000000ull;
+		CHECK(a, RSTEP_TIMERFD, sys4(NR_timerfd_settime, tf[i].fd, tf[i].flags, &its, 0),
+		      tf[i].fd);
 	}
 	return 0;
 }
@@ -655,7 +687,7 @@ restorer_entry(struct restorer_args *a)
 		sys2(NR_prctl, PR_SET_PDEATHSIG, a->pdeathsig);
 	sys2(NR_prctl, PR_SET_DUMPABLE, a->dumpable);
 	drop_pending_signals();
-	if (queue_signals(a))
+	if (queue_signals(a) || arm_timerfds(a))
 		goto out;
 	if (a->rseq_ptr) {
 		long r = sys4(NR_rseq, a->rseq_ptr, a->rseq_len, 0, a->rseq_sig);

@@ -48,6 +48,7 @@ enum restorer_step {
 	RSTEP_LATE_CWD,
 	RSTEP_SCHED,
 	RSTEP_REAP_HELPERS,
+	RSTEP_TIMERFD,
 	RSTEP_COUNT,
 };
 
@@ -93,6 +94,15 @@ struct restorer_siginfo {
 	int32_t tid;		/* 0: process-wide queue */
 	int32_t signo;
 	uint8_t info[128];
+};
+
+/* A timerfd to arm, last: the time it had left runs on from there. */
+struct restorer_timerfd {
+	int32_t fd;
+	int32_t clockid;
+	int32_t flags;		/* TFD_TIMER_ABSTIME, TFD_TIMER_CANCEL_ON_SET */
+	int32_t pad;
+	uint64_t value_ns, interval_ns;
 };
 
 /* Scheduling of one thread: struct sched_attr (48-byte version), I/O priority, CPUs. */
@@ -202,6 +212,8 @@ struct restorer_args {
 
 	uint64_t sigs;		/* struct restorer_siginfo[nr_sigs], in the area */
 	uint32_t nr_sigs;
+	uint32_t nr_timerfds;
+	uint64_t timerfds;	/* struct restorer_timerfd[nr_timerfds], in the area */
 
 	uint32_t rseq_len;
 	uint64_t rseq_ptr;

@@ -180,6 +180,47 @@ static int ready_for_something(struct dump_ctx *c, int tfd)
 }
 
 /*
+ * A timerfd's state from fdinfo. A periodic timer that expired and was not
+ * read shows no time left: the kernel moves it on to its next period (and
+ * counts the periods it missed) only when it is read or asked. Asking,
+ * timerfd_gettime() run in the task, does that without consuming
+ * anything the program could see; then fdinfo tells the time left.
+ */
+static int read_timerfd(struct dump_ctx *c, int fd, struct proc_fdinfo *fi)
+{
+	struct frozen_task *main = &c->threads[0];
+	int ret = 0;
+
+	for (int tries = 0;; tries++) {
+		if (proc_read_fdinfo(c->pid, fd, fi) || fi->timer_fields != 5)
+			return cryo_fail(CRYO_EUNSUPP, "process %d: fd %d (timerfd): its state is "
+					 "not in fdinfo on this kernel: not supported", c->pid, fd);
+		if (!fi->timer_interval_ns || fi->timer_value_ns || !fi->timer_ticks)
+			break;
+		if (tries == 3)
+			/* a period shorter than reading fdinfo: due again at once */
+			return cryo_fail(CRYO_EUNSUPP, "process %d: fd %d (timerfd) expires every "
+					 "%llu ns, faster than cryo can read it: not supported",
+					 c->pid, fd, (unsigned long long)fi->timer_interval_ns);
+		int64_t r;
+
+		ret = inject_prepare(main);
+		if (!ret)
+			ret = inject_syscall(main, __NR_timerfd_gettime, fd, main->scratch, 0, 0, 0, 0,
+					     &r);
+		if (!ret)
+			ret = inject_finish(main);
+		if (!ret && r < 0)
+			ret = cryo_fail(CRYO_EINTERNAL, "process %d: fd %d (timerfd): "
+					"timerfd_gettime failed inside it: %s", c->pid, fd,
+					strerror((int)-r));
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+/*
  * An epoll instance: its watches, from fdinfo ("tfd: N events: X data: Y").
  * kcmp(KCMP_EPOLL_TFD) tells whether fd N still is the file watched (a
  * watch outlives the closing of its fd while a dup of the file is open
@@ -298,10 +339,10 @@ static int classify_fd(struct dump_ctx *c, int idx, struct stat *sbs, const char
 	}
 	if (!strcmp(path, "anon_inode:[timerfd]")) {
 		struct proc_fdinfo fi;
+		int ret = read_timerfd(c, fd, &fi);
 
-		if (proc_read_fdinfo(c->pid, fd, &fi) || fi.timer_fields != 5)
-			return cryo_fail(CRYO_EUNSUPP, "process %d: fd %d (%s): its state is not "
-					 "in fdinfo on this kernel: not supported", c->pid, fd, path);
+		if (ret)
+			return ret;
 		/* the time left is kept; the timer runs on from the restore (as interval timers) */
 		f->kind = CRYO_FD_TIMERFD;
 		f->timer_clockid = fi.timer_clockid;

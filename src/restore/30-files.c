@@ -20,7 +20,6 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
@@ -29,10 +28,6 @@
 #include "kernel/proc.h"
 #include "restore/restore.h"
 #include "util/util.h"
-
-#ifndef TFD_IOC_SET_TICKS
-#define TFD_IOC_SET_TICKS _IOW('T', 0, uint64_t)	/* linux/timerfd.h */
-#endif
 
 #define STDIO_FDS 3
 #define INTERNAL_FDS 16
@@ -398,22 +393,14 @@ static int open_signalfd(struct restore_ctx *r, const struct cryo_img_fd *f)
 }
 
 /*
- * A timerfd on its clock with its expirations not read yet; the restorer
- * arms it, last (restorer.c, arm_timerfds).
+ * A timerfd on its clock; the restorer arms it and gives it its
+ * expirations not read yet, last (restorer.c, arm_timerfds).
  */
 static int open_timerfd(struct restore_ctx *r, const struct cryo_img_fd *f)
 {
 	int tfd = timerfd_create(f->timer_clockid, TFD_CLOEXEC | TFD_NONBLOCK);
 
-	if (tfd < 0)
-		return fail_fd(r, f, "timerfd_create");
-	if (f->timer_ticks && ioctl(tfd, TFD_IOC_SET_TICKS, &f->timer_ticks) < 0) {
-		int ret = fail_fd(r, f, "setting its expirations not read yet (TFD_IOC_SET_TICKS)");
-
-		close(tfd);
-		return ret;
-	}
-	return tfd;
+	return tfd < 0 ? fail_fd(r, f, "timerfd_create") : tfd;
 }
 
 static int open_description(struct restore_ctx *r, const struct cryo_img_fd *f)

@@ -717,9 +717,12 @@ static void fill_args(struct restore_ctx *r, const struct layout *l, struct rest
 		const struct cryo_img_fd *f = &p->fds[i];
 		struct restorer_timerfd *tf = &timerfds[a->nr_timerfds];
 
+		if (f->kind != CRYO_FD_TIMERFD)
+			continue;
 		/* a fresh timerfd is what one never set looks like */
-		if (f->kind != CRYO_FD_TIMERFD ||
-		    !(f->timer_value_ns || f->timer_interval_ns || f->timer_flags))
+		tf->set = f->timer_value_ns || f->timer_interval_ns || f->timer_flags;
+		tf->ticks = f->timer_ticks;
+		if (!tf->set && !tf->ticks)
 			continue;
 		tf->fd = f->fd;
 		tf->clockid = f->timer_clockid;

@@ -39,6 +39,7 @@
 #define NR_setitimer 38
 #define NR_clock_gettime 228
 #define NR_timerfd_settime 286
+#define NR_ioctl 16
 #define NR_setgroups 116
 #define NR_setresuid 117
 #define NR_setresgid 119
@@ -66,6 +67,7 @@
 #define SIGSTOP 19
 #define SS_DISABLE 2
 #define TFD_TIMER_ABSTIME 1
+#define TFD_IOC_SET_TICKS 0x40085400	/* _IOW('T', 0, __u64) */
 #define SS_ONSTACK 1
 #define PR_SET_PDEATHSIG 1
 #define PR_SET_DUMPABLE 4
@@ -263,7 +265,8 @@ static int restore_signals_and_timers(struct restorer_args *a)
  * Arm the timerfds with the time they had left, as late as possible: the
  * time the process spent checkpointed and being restored does not count
  * (as for interval timers). An absolute timer stays absolute, due that
- * long from now on its clock.
+ * long from now on its clock. Then their expirations not read yet:
+ * timerfd_settime() clears them.
  */
 static int arm_timerfds(struct restorer_args *a)
 {
@@ -274,6 +277,11 @@ static int arm_timerfds(struct restorer_args *a)
 		struct { int64_t interval_s, interval_ns, value_s, value_ns; } its;
 		uint64_t value = tf[i].value_ns;
 
+		if (tf[i].ticks && !tf[i].set) {
+			CHECK(a, RSTEP_TIMERFD, sys3(NR_ioctl, tf[i].fd, TFD_IOC_SET_TICKS, &tf[i].ticks),
+			      tf[i].fd);
+			continue;
+		}
 		if (value && (tf[i].flags & TFD_TIMER_ABSTIME)) {
 			CHECK(a, RSTEP_TIMERFD, sys2(NR_clock_gettime, tf[i].clockid, &now), tf[i].fd);
 			value += (uint64_t)now.s * 1000000000ull + (uint64_t)now.ns;
@@ -284,6 +292,9 @@ static int arm_timerfds(struct restorer_args *a)
 		its.value_ns = value % 1000000000ull;
 		CHECK(a, RSTEP_TIMERFD, sys4(NR_timerfd_settime, tf[i].fd, tf[i].flags, &its, 0),
 		      tf[i].fd);
+		if (tf[i].ticks)
+			CHECK(a, RSTEP_TIMERFD,
+			      sys3(NR_ioctl, tf[i].fd, TFD_IOC_SET_TICKS, &tf[i].ticks), tf[i].fd);
 	}
 	return 0;
 }

@@ -101,8 +101,9 @@ struct restorer_timerfd {
 	int32_t fd;
 	int32_t clockid;
 	int32_t flags;		/* TFD_TIMER_ABSTIME, TFD_TIMER_CANCEL_ON_SET */
-	int32_t pad;
+	int32_t set;		/* timerfd_settime() it (else it was never set) */
 	uint64_t value_ns, interval_ns;
+	uint64_t ticks;		/* expirations not read yet */
 };
 
 /* Scheduling of one thread: struct sched_attr (48-byte version), I/O priority, CPUs. */

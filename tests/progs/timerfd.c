@@ -1,18 +1,22 @@
 /*
- * timerfd: five timerfds. A periodic one on CLOCK_MONOTONIC (1000 s, then
+ * timerfd: six timerfds. A periodic one on CLOCK_MONOTONIC (1000 s, then
  * every 500 s, nonblocking); an absolute one on CLOCK_REALTIME with
  * TFD_TIMER_CANCEL_ON_SET, due in 1000 s; a one-shot on CLOCK_BOOTTIME
- * that expired once and was not read; one never set; and one disarmed
- * with an interval left. After SIGTERM each has the same clock, settime
- * flags, interval and expirations not read yet; an armed one has at most
- * the time it had left before the checkpoint, and some left (it ran on
- * from the restore: 1000 s are far away); reads return what they would.
+ * that expired once and was not read; one never set; one disarmed with an
+ * interval left; and one every 10 ms never read (so at the checkpoint it
+ * has expired, and the kernel shows no time left for it). After SIGTERM
+ * each has the same clock, settime flags, interval and expirations not
+ * read yet (the fast one: at least as many); an armed one has at most the
+ * time it had left before the checkpoint, and some left (it ran on from
+ * the restore: 1000 s are far away); reads return what they would, and the
+ * fast one keeps expiring.
  */
 #include "testlib.h"
 
 #include <sys/timerfd.h>
 
-#define NR_TIMERS 5
+#define NR_TIMERS 6
+#define FAST 5
 #define SEC 1000000000ull
 
 struct timer_info {
@@ -23,7 +27,7 @@ struct timer_info {
 
 static int tfd[NR_TIMERS];
 static const char *const names[NR_TIMERS] = {
-	"periodic", "absolute", "expired", "never set", "disarmed",
+	"periodic", "absolute", "expired", "never set", "disarmed", "fast",
 };
 
 static void info_of(int fd, struct timer_info *ti)
@@ -73,6 +77,9 @@ int main(void)
 	tfd[3] = SYS(timerfd_create(CLOCK_MONOTONIC, 0));
 	tfd[4] = SYS(timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK));
 	set(tfd[4], 0, 0, 0, 2);
+	tfd[FAST] = SYS(timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK));
+	struct itimerspec fast = { { 0, 10000000 }, { 0, 10000000 } };
+	SYS(timerfd_settime(tfd[FAST], 0, &fast, NULL));
 	usleep(20000);	/* the one-shot expires */
 	for (int i = 0; i < NR_TIMERS; i++)
 		info_of(tfd[i], &before[i]);
@@ -89,6 +96,12 @@ int main(void)
 		      after.flags, before[i].flags);
 		CHECK(after.interval_ns == before[i].interval_ns, "%s: interval %llu ns, want %llu",
 		      names[i], after.interval_ns, before[i].interval_ns);
+		if (i == FAST) {
+			CHECK(after.ticks >= before[i].ticks,
+			      "%s: %llu expirations not read, had %llu", names[i], after.ticks,
+			      before[i].ticks);
+			continue;
+		}
 		CHECK(after.ticks == before[i].ticks, "%s: %llu expirations not read, want %llu",
 		      names[i], after.ticks, before[i].ticks);
 		if (before[i].value_ns)
@@ -107,5 +120,11 @@ int main(void)
 	CHECK(read(tfd[2], &n, sizeof(n)) == sizeof(n) && n == 1,
 	      "expired: did not read its one expiration");
 	CHECK(read(tfd[2], &n, sizeof(n)) < 0 && errno == EAGAIN, "expired: readable again");
+	CHECK(read(tfd[FAST], &n, sizeof(n)) == sizeof(n) && n >= before[FAST].ticks,
+	      "fast: read %llu expirations, had %llu before the checkpoint",
+	      (unsigned long long)n, before[FAST].ticks);
+	usleep(50000);
+	CHECK(read(tfd[FAST], &n, sizeof(n)) == sizeof(n) && n >= 1,
+	      "fast: stopped expiring after the restore");
 	pass();
 }

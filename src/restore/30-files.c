@@ -394,7 +394,7 @@ static int open_signalfd(struct restore_ctx *r, const struct cryo_img_fd *f)
 
 /*
  * A timerfd on its clock; the restorer arms it and gives it its
- * expirations not read yet, last (restorer.c, arm_timerfds).
+ * expirations not read yet, last (restorer.c, arm_timers).
  */
 static int open_timerfd(struct restore_ctx *r, const struct cryo_img_fd *f)
 {

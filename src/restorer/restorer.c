@@ -238,7 +238,7 @@ static int rebuild_memory(struct restorer_args *a)
 	return 0;
 }
 
-static int restore_signals_and_timers(struct restorer_args *a)
+static int restore_signals(struct restorer_args *a)
 {
 	for (int sig = 1; sig <= RESTORER_NSIG; sig++) {
 		if (sig == SIGKILL || sig == SIGSTOP)
@@ -246,8 +246,6 @@ static int restore_signals_and_timers(struct restorer_args *a)
 		CHECK(a, RSTEP_SIGACTION,
 		      sys4(NR_rt_sigaction, sig, &a->sigactions[sig - 1], 0, 8), sig);
 	}
-	for (int which = 0; which < 3; which++)
-		CHECK(a, RSTEP_ITIMER, sys3(NR_setitimer, which, &a->itimers[which], 0), which);
 	if (!(a->sas_flags & SS_DISABLE)) {
 		struct {
 			uint64_t sp;
@@ -262,15 +260,20 @@ static int restore_signals_and_timers(struct restorer_args *a)
 }
 
 /*
- * Arm the timerfds with the time they had left, as late as possible: the
- * time the process spent checkpointed and being restored does not count
- * (as for interval timers). An absolute timer stays absolute, due that
- * long from now on its clock. Then their expirations not read yet:
- * timerfd_settime() clears them.
+ * Arm the interval timers and the timerfds with the time they had left, as
+ * late as possible: the time the process spent checkpointed and being
+ * restored does not count, and a SIGALRM due meanwhile would have been
+ * dropped with the restore's own signals (drop_pending_signals). An
+ * absolute timerfd stays absolute, due that long from now on its clock.
+ * Then the timerfds' expirations not read yet: timerfd_settime() clears
+ * them.
  */
-static int arm_timerfds(struct restorer_args *a)
+static int arm_timers(struct restorer_args *a)
 {
 	const struct restorer_timerfd *tf = (const struct restorer_timerfd *)a->timerfds;
+
+	for (int which = 0; which < 3; which++)
+		CHECK(a, RSTEP_ITIMER, sys3(NR_setitimer, which, &a->itimers[which], 0), which);
 
 	for (uint32_t i = 0; i < a->nr_timerfds; i++) {
 		struct { int64_t s, ns; } now = { 0, 0 };
@@ -678,7 +681,7 @@ restorer_entry(struct restorer_args *a)
 			goto out;
 		}
 	}
-	if (restore_signals_and_timers(a) || restore_prctls(a) || restore_rlimits(a))
+	if (restore_signals(a) || restore_prctls(a) || restore_rlimits(a))
 		goto out;
 	/* before the credentials change: set_tid needs CAP_CHECKPOINT_RESTORE */
 	if (create_threads(a))
@@ -698,7 +701,7 @@ restorer_entry(struct restorer_args *a)
 		sys2(NR_prctl, PR_SET_PDEATHSIG, a->pdeathsig);
 	sys2(NR_prctl, PR_SET_DUMPABLE, a->dumpable);
 	drop_pending_signals();
-	if (queue_signals(a) || arm_timerfds(a))
+	if (queue_signals(a) || arm_timers(a))
 		goto out;
 	if (a->rseq_ptr) {
 		long r = sys4(NR_rseq, a->rseq_ptr, a->rseq_len, 0, a->rseq_sig);

@@ -652,8 +652,9 @@ int cryo_checkpoint(const struct cryo_checkpoint_opts *opts)
 	struct img_writer *w = NULL;
 	sigset_t defer, old_mask;
 	uint64_t t0 = now_ns(), t_frozen = 0, t_frozen_start = 0, t_pre_frozen = 0;
+	/* t_thawed != 0: the tree is released */
 	uint64_t t_collected = 0, t_written = 0, t_thawed = 0;
-	int released = 0, ret;
+	int ret;
 
 	if (opts->pid <= 0)
 		return cryo_fail(CRYO_EUSAGE, "invalid PID %d", opts->pid);
@@ -724,7 +725,6 @@ int cryo_checkpoint(const struct cryo_checkpoint_opts *opts)
 	if (!ret && opts->after == CRYO_LEAVE_RUNNING) {
 		release_tree(&tree, CRYO_LEAVE_RUNNING);
 		t_thawed = now_ns();
-		released = 1;
 	}
 	if (!ret) {
 		ret = imgw_commit(w, opts->no_sync);
@@ -739,12 +739,12 @@ out:
 	if (w)
 		imgw_abort(w);
 	if (ret) {
-		if (!released)
+		if (!t_thawed)
 			release_tree(&tree, CRYO_LEAVE_RUNNING);
 	} else {
 		uint64_t t_end = now_ns();
 
-		if (!released) {
+		if (!t_thawed) {
 			release_tree(&tree, opts->after);
 			t_thawed = now_ns();
 		}
